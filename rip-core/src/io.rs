@@ -1,0 +1,276 @@
+//! The pipeline's JSON input and output.
+//!
+//! Input is NDJSON (one spec per line), concatenated JSON objects, or a single
+//! JSON array of specs. Output is NDJSON: each input record, untouched, plus
+//! one key added by the tool that saw it.
+
+use std::io::{self, BufRead, Read, Write};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::spec::AppSpec;
+use crate::validate::{check_fleet, check_record, InputError};
+
+/// One app record: the JSON as given and the spec it resolves to.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// 1-based position in the input.
+    pub index: usize,
+    /// 1-based line where the record starts (0 when built from flags).
+    pub line: usize,
+    /// The record exactly as read, unknown keys and earlier tools' results
+    /// included; written back out with the tool's own key added.
+    pub raw: Map<String, Value>,
+    /// The spec with defaults resolved.
+    pub spec: AppSpec,
+}
+
+impl Record {
+    /// The result another tool added earlier in the pipeline, if any.
+    pub fn result_of(&self, key: &str) -> Option<&Value> {
+        self.raw.get(key)
+    }
+
+    /// Build an [`InputError`] about this record.
+    pub fn error(&self, field: &str, message: impl Into<String>) -> InputError {
+        InputError {
+            record: self.index,
+            line: self.line,
+            app: Some(self.spec.name.clone()),
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+fn line_of(text: &[u8], offset: usize) -> usize {
+    1 + text[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+fn skip_ws(text: &[u8], mut pos: usize) -> usize {
+    while pos < text.len() && text[pos].is_ascii_whitespace() {
+        pos += 1;
+    }
+    pos
+}
+
+fn syntax_error(record: usize, line: usize, message: String) -> InputError {
+    InputError {
+        record,
+        line,
+        app: None,
+        field: String::new(),
+        message,
+    }
+}
+
+/// Split input text into JSON values with the line each starts on.
+fn split_values(text: &[u8]) -> Result<Vec<(usize, Value)>, InputError> {
+    let start = skip_ws(text, 0);
+    let in_array = text.get(start) == Some(&b'[');
+    let mut pos = if in_array { start + 1 } else { start };
+    let mut out = Vec::new();
+    loop {
+        pos = skip_ws(text, pos);
+        if in_array && text.get(pos) == Some(&b']') {
+            let rest = skip_ws(text, pos + 1);
+            if rest < text.len() {
+                return Err(syntax_error(
+                    out.len() + 1,
+                    line_of(text, rest),
+                    "unexpected data after the closing ']' of the array".into(),
+                ));
+            }
+            return Ok(out);
+        }
+        if pos >= text.len() {
+            if in_array {
+                return Err(syntax_error(
+                    out.len() + 1,
+                    line_of(text, pos),
+                    "the array is not closed with ']'".into(),
+                ));
+            }
+            return Ok(out);
+        }
+        let line = line_of(text, pos);
+        let mut stream = serde_json::Deserializer::from_slice(&text[pos..]).into_iter::<Value>();
+        match stream.next() {
+            Some(Ok(v)) => out.push((line, v)),
+            Some(Err(e)) => {
+                return Err(syntax_error(
+                    out.len() + 1,
+                    line + e.line().saturating_sub(1),
+                    format!("invalid JSON: {e}"),
+                ))
+            }
+            None => return Ok(out),
+        }
+        pos += stream.byte_offset();
+        if in_array {
+            pos = skip_ws(text, pos);
+            match text.get(pos) {
+                Some(b',') => pos += 1,
+                Some(b']') => {}
+                _ => {
+                    return Err(syntax_error(
+                        out.len() + 1,
+                        line_of(text, pos),
+                        "expected ',' or ']' after an array element".into(),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Parse and validate every record of `text`, then check the fleet as a
+/// whole. Nothing is returned unless every record is valid.
+pub fn parse_records(text: &[u8]) -> Result<Vec<Record>, InputError> {
+    let mut records = Vec::new();
+    for (i, (line, value)) in split_values(text)?.into_iter().enumerate() {
+        let index = i + 1;
+        let Value::Object(raw) = value else {
+            return Err(syntax_error(
+                index,
+                line,
+                "each record must be a JSON object".into(),
+            ));
+        };
+        let app = raw.get("name").and_then(Value::as_str).map(str::to_owned);
+        let spec = check_record(&raw).map_err(|e| InputError {
+            record: index,
+            line,
+            app: app.clone(),
+            field: e.field,
+            message: e.message,
+        })?;
+        records.push(Record {
+            index,
+            line,
+            raw,
+            spec,
+        });
+    }
+    let specs: Vec<&AppSpec> = records.iter().map(|r| &r.spec).collect();
+    check_fleet(&specs).map_err(|(i, e)| records[i].error(&e.field, e.message))?;
+    Ok(records)
+}
+
+/// Read all of `reader` and parse it with [`parse_records`].
+pub fn read_records(mut reader: impl Read) -> anyhow::Result<Vec<Record>> {
+    let mut text = Vec::new();
+    reader.read_to_end(&mut text)?;
+    Ok(parse_records(&text)?)
+}
+
+/// Build a record from a JSON object given on the command line.
+pub fn record_from_value(raw: Map<String, Value>) -> Result<Record, InputError> {
+    let text = serde_json::to_vec(&Value::Object(raw))
+        .map_err(|e| syntax_error(1, 0, format!("cannot encode the app given by flags: {e}")))?;
+    let mut records = parse_records(&text)?;
+    for r in &mut records {
+        r.line = 0;
+    }
+    Ok(records.remove(0))
+}
+
+/// Write one output line: the record's raw JSON with `key` set to `result`.
+pub fn write_record<W: Write>(
+    out: &mut W,
+    record: &Record,
+    key: &str,
+    result: &impl Serialize,
+) -> io::Result<()> {
+    let mut raw = record.raw.clone();
+    raw.insert(key.to_owned(), serde_json::to_value(result)?);
+    serde_json::to_writer(&mut *out, &Value::Object(raw))?;
+    out.write_all(b"\n")
+}
+
+/// Read lines of NDJSON from a buffered reader without validation (for
+/// tools that consume their own output in tests).
+pub fn read_ndjson(reader: impl BufRead) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for line in reader.lines() {
+        let line = line?;
+        if !line.trim().is_empty() {
+            out.push(serde_json::from_str(&line)?);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_ndjson_with_lines() {
+        let text = b"{\"name\":\"a\"}\n\n{\"name\":\"b\"}\n";
+
+        let recs = parse_records(text).unwrap();
+
+        assert_eq!(recs.len(), 2);
+        assert_eq!((recs[0].line, recs[1].line), (1, 3));
+    }
+
+    #[test]
+    fn reads_an_array_with_lines() {
+        let text = b"[\n {\"name\":\"a\"},\n {\"name\":\"b\"}\n]\n";
+
+        let recs = parse_records(text).unwrap();
+
+        assert_eq!(recs.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 3]);
+    }
+
+    #[test]
+    fn empty_input_is_an_empty_fleet() {
+        assert!(parse_records(b"  \n").unwrap().is_empty());
+        assert!(parse_records(b"[]").unwrap().is_empty());
+    }
+
+    #[test]
+    fn names_record_line_and_app_of_a_bad_record() {
+        let text = b"{\"name\":\"a\"}\n{\"name\":\"b\",\"home\":\"rel\"}\n";
+
+        let err = parse_records(text).unwrap_err();
+
+        assert_eq!(
+            err.to_string(),
+            "record 2 (line 2), app \"b\", field \"home\": path \"rel\" is not absolute"
+        );
+    }
+
+    #[test]
+    fn rejects_a_non_object() {
+        assert!(parse_records(b"[1]").is_err());
+    }
+
+    #[test]
+    fn rejects_garbage_after_array() {
+        assert!(parse_records(b"[] {}").is_err());
+    }
+
+    #[test]
+    fn keeps_unknown_keys_in_output() {
+        let recs = parse_records(br#"{"name":"a","x-team":{"k":[1]}}"#).unwrap();
+        let mut out = Vec::new();
+
+        write_record(
+            &mut out,
+            &recs[0],
+            "rip_test",
+            &serde_json::json!({"changed": false}),
+        )
+        .unwrap();
+
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["x-team"]["k"][0], 1);
+        assert_eq!(v["rip_test"]["changed"], false);
+    }
+}

@@ -1,0 +1,15 @@
+//! Command-line definition of rip-scrape.
+
+use clap::Parser;
+use rip_core::{InputArgs, SystemArgs};
+
+/// SCAFFOLD: replace with the real description.
+#[derive(Debug, Parser)]
+#[command(name = "rip-scrape", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    #[command(flatten)]
+    pub system: SystemArgs,
+}

@@ -1,0 +1,2 @@
+//! Harness for the cross-tool pipeline tests in `tests/`: finds the real
+//! binaries in the target directory and runs them.
