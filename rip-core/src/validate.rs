@@ -317,7 +317,7 @@ fn check_resolved(spec: &AppSpec) -> Result<(), FieldError> {
             ));
         }
     }
-    for (k, _) in &spec.env {
+    for k in spec.env.keys() {
         if !is_env_name(k) {
             return Err(bad(
                 format!("env.{k}"),
