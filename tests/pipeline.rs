@@ -26,6 +26,10 @@ fn app_names() -> Vec<String> {
 /// Put a small executable at each app's binary path, as a deploy would
 /// before the pipeline runs (systemd-analyze verify checks ExecStart=).
 fn install_fake_binaries(root: &Path) {
+    // systemd-analyze --root= looks for the default targets under the root.
+    std::fs::create_dir_all(root.join("usr/lib/systemd")).unwrap();
+    std::os::unix::fs::symlink("/lib/systemd/system", root.join("usr/lib/systemd/system"))
+        .unwrap();
     for name in app_names() {
         let bin = root.join(format!("home/{name}/bin/{name}"));
         std::fs::create_dir_all(bin.parent().unwrap()).unwrap();

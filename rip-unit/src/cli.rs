@@ -3,7 +3,13 @@
 use clap::Parser;
 use rip_core::{InputArgs, SystemArgs};
 
-/// SCAFFOLD: replace with the real description.
+/// Write a hardened systemd unit for each app spec
+///
+/// Reads app specs (NDJSON or a JSON array) on stdin and writes
+/// <root>/etc/systemd/system/<name>.service for each, plus <name>.socket for
+/// apps with the strict profile. Prints each record with a "rip_unit" key
+/// added. User drop-ins in <name>.service.d/ are never touched, only read
+/// and reported.
 #[derive(Debug, Parser)]
 #[command(name = "rip-unit", version)]
 pub struct Cli {
@@ -12,4 +18,28 @@ pub struct Cli {
 
     #[command(flatten)]
     pub system: SystemArgs,
+
+    /// Run `systemctl daemon-reload` when a unit file changed (needs --root /)
+    #[arg(long, conflicts_with = "print")]
+    pub reload: bool,
+
+    /// Enable the units (with --root DIR, offline through `systemctl --root`)
+    #[arg(long, conflicts_with_all = ["print", "remove"])]
+    pub enable: bool,
+
+    /// Start the units, or restart them when their file changed (needs --root /)
+    ///
+    /// Implies --reload.
+    #[arg(long, conflicts_with_all = ["print", "remove"])]
+    pub now: bool,
+
+    /// Stop, disable and remove each app's unit (and socket) instead
+    ///
+    /// The user's drop-in directories are left in place and reported.
+    #[arg(long, conflicts_with = "print")]
+    pub remove: bool,
+
+    /// Print the unit files on stdout instead of writing them or any JSON
+    #[arg(long, alias = "stdout")]
+    pub print: bool,
 }

@@ -1,0 +1,10 @@
+complete -c rip-audit -l app -d 'Act on one app given by flags instead of reading specs on stdin' -r
+complete -c rip-audit -l port -d 'With --app: a port the app listens on (repeatable)' -r
+complete -c rip-audit -l metrics-port -d 'With --app: the app\'s metrics port' -r
+complete -c rip-audit -l runtime -d 'With --app: runtime of the binary (go, rust, c, node, jvm, python, other)' -r
+complete -c rip-audit -l home -d 'With --app: the app\'s home directory' -r
+complete -c rip-audit -l root -d 'Act on the system rooted at DIR instead of /' -r -F
+complete -c rip-audit -l backups -d 'With --app: enable backups in the default directory'
+complete -c rip-audit -l dry-run -d 'Report what would change, and change nothing'
+complete -c rip-audit -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rip-audit -s V -l version -d 'Print version'

@@ -1,0 +1,146 @@
+//! systemd 252's system call groups (`@privileged`, `@clock`, ...), taken
+//! verbatim from `systemd-analyze syscall-filter` and committed as data, plus
+//! the names libseccomp 2.5.4 cannot resolve natively (skipped when scoring).
+//! Regenerate both with `data/gen-tables.sh`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+/// `systemd-analyze syscall-filter` of systemd 252.39 (Debian 12), verbatim.
+pub const GROUPS_TEXT: &str = include_str!("../data/syscall-groups.txt");
+
+/// Group members that `seccomp_syscall_resolve_name()` does not resolve to a
+/// native number with libseccomp 2.5.4; systemd's check skips them.
+pub const UNRESOLVED_TEXT: &str = include_str!("../data/syscall-unresolved.txt");
+
+/// The parsed tables.
+#[derive(Debug, Default)]
+pub struct Tables {
+    /// Each group's direct members (names and `@subgroups`), in file order.
+    pub groups: BTreeMap<String, Vec<String>>,
+    unresolved: BTreeSet<String>,
+    flat: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Parse the `systemd-analyze syscall-filter` text format: a line `@name`
+/// starts a group, indented lines are members, `#` lines are comments.
+pub fn parse_groups(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if !line.starts_with(char::is_whitespace) && trimmed.starts_with('@') {
+            current = Some(trimmed.to_owned());
+            groups.entry(trimmed.to_owned()).or_default();
+        } else if let Some(g) = &current {
+            groups.entry(g.clone()).or_default().push(trimmed.to_owned());
+        }
+    }
+    groups
+}
+
+impl Tables {
+    fn build() -> Self {
+        let groups = parse_groups(GROUPS_TEXT);
+        let unresolved: BTreeSet<String> = UNRESOLVED_TEXT
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect();
+        let mut t = Tables {
+            groups,
+            unresolved,
+            flat: BTreeMap::new(),
+        };
+        let names: Vec<String> = t.groups.keys().cloned().collect();
+        for g in names {
+            let mut out = BTreeSet::new();
+            t.expand_into(&g, &mut out, 0, false);
+            t.flat.insert(g, out);
+        }
+        t
+    }
+
+    fn expand_into(&self, group: &str, out: &mut BTreeSet<String>, depth: usize, all: bool) {
+        if depth > 16 {
+            return;
+        }
+        let Some(members) = self.groups.get(group) else {
+            return;
+        };
+        for m in members {
+            if m.starts_with('@') {
+                self.expand_into(m, out, depth + 1, all);
+            } else if all || !self.unresolved.contains(m) {
+                out.insert(m.clone());
+            }
+        }
+    }
+
+    /// Every member of `group`, recursively, including names that do not
+    /// resolve natively (what systemd puts into a filter when parsing).
+    pub fn expand_all(&self, group: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        self.expand_into(group, &mut out, 0, true);
+        out
+    }
+
+    /// The natively resolvable members of `group`, recursively: what the
+    /// exposure check compares the filter with.
+    pub fn resolvable(&self, group: &str) -> Option<&BTreeSet<String>> {
+        self.flat.get(group)
+    }
+
+    /// Whether `name` is a group systemd knows.
+    pub fn is_group(&self, name: &str) -> bool {
+        self.groups.contains_key(name)
+    }
+
+    /// Whether `name` is a system call systemd 252 knows (member of `@known`
+    /// or of any group).
+    pub fn is_known_syscall(&self, name: &str) -> bool {
+        self.groups.values().any(|m| m.iter().any(|x| x == name))
+    }
+}
+
+/// The tables, parsed once.
+pub fn tables() -> &'static Tables {
+    static T: OnceLock<Tables> = OnceLock::new();
+    T.get_or_init(Tables::build)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privileged_contains_its_subgroups() {
+        let t = tables();
+
+        let privileged = t.resolvable("@privileged").unwrap();
+
+        assert!(privileged.contains("clock_settime"));
+        assert!(privileged.contains("init_module"));
+        assert!(privileged.contains("setuid"));
+    }
+
+    #[test]
+    fn unresolvable_names_are_dropped() {
+        let t = tables();
+
+        assert!(t.expand_all("@default").contains("clock_gettime64"));
+        assert!(!t.resolvable("@default").unwrap().contains("clock_gettime64"));
+    }
+
+    #[test]
+    fn parses_the_text_format() {
+        let g = parse_groups("@a\n    # x\n    foo\n    @b\n\n@b\n    bar\n");
+
+        assert_eq!(g["@a"], vec!["foo", "@b"]);
+        assert_eq!(g["@b"], vec!["bar"]);
+    }
+}

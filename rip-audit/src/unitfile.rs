@@ -1,0 +1,294 @@
+//! Reading unit files the way systemd 252's loader does: sections, `#`/`;`
+//! comment lines only at the start of a line, backslash continuation, and
+//! drop-ins (`<unit>.d/*.conf`, `service.d/`, dash prefixes) found next to
+//! the file and on the unit search path under `--root`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use rip_core::Root;
+
+/// One `Key=value` line of a unit file or drop-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// Section name without brackets (`Service`).
+    pub section: String,
+    /// Directive name (`NoNewPrivileges`).
+    pub key: String,
+    /// The value, stripped of surrounding whitespace, comments included.
+    pub value: String,
+    /// File it comes from (as given, under the root when one is used).
+    pub file: PathBuf,
+    /// 1-based line of the assignment's first line.
+    pub line: usize,
+}
+
+/// A line systemd would not accept as an assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxIssue {
+    /// File.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Parse one file's text. Continuation lines (odd trailing backslash) are
+/// joined with the backslash replaced by a space; comment lines inside a
+/// continuation are skipped, as systemd does.
+pub fn parse_ini(text: &str, file: &Path) -> (Vec<Assignment>, Vec<SyntaxIssue>) {
+    let mut out = Vec::new();
+    let mut issues = Vec::new();
+    let mut section: Option<String> = None;
+    let mut cont: Option<(String, usize)> = None;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let lines: Vec<&str> = text.split('\n').collect();
+    let n = lines.len();
+    for (i, raw) in lines.iter().enumerate() {
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        if i + 1 == n && raw.is_empty() && cont.is_none() {
+            break;
+        }
+        let lead = raw.trim_start_matches([' ', '\t', '\n', '\r']);
+        if lead.starts_with(['#', ';']) {
+            continue;
+        }
+        let (mut text, start) = match cont.take() {
+            Some((mut c, start)) => {
+                c.push_str(raw);
+                (c, start)
+            }
+            None => (raw.to_owned(), i + 1),
+        };
+        if ends_with_escape(&text) {
+            text.pop();
+            text.push(' ');
+            cont = Some((text, start));
+            continue;
+        }
+        parse_line(&text, start, file, &mut section, &mut out, &mut issues);
+    }
+    if let Some((text, start)) = cont {
+        parse_line(&text, start, file, &mut section, &mut out, &mut issues);
+    }
+    (out, issues)
+}
+
+fn ends_with_escape(s: &str) -> bool {
+    let mut escaped = false;
+    for c in s.chars() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        }
+    }
+    escaped
+}
+
+/// systemd's WHITESPACE set.
+pub fn is_ws(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+fn parse_line(
+    text: &str,
+    line: usize,
+    file: &Path,
+    section: &mut Option<String>,
+    out: &mut Vec<Assignment>,
+    issues: &mut Vec<SyntaxIssue>,
+) {
+    let l = text.trim_matches(is_ws);
+    if l.is_empty() || l.starts_with(['#', ';']) {
+        return;
+    }
+    if let Some(rest) = l.strip_prefix('[') {
+        match rest.strip_suffix(']') {
+            Some(name) => *section = Some(name.to_owned()),
+            None => issues.push(SyntaxIssue {
+                file: file.to_path_buf(),
+                line,
+                message: format!("invalid section header {l:?}"),
+            }),
+        }
+        return;
+    }
+    let Some(sec) = section.clone() else {
+        issues.push(SyntaxIssue {
+            file: file.to_path_buf(),
+            line,
+            message: "assignment outside of any section".into(),
+        });
+        return;
+    };
+    let Some((k, v)) = l.split_once('=') else {
+        issues.push(SyntaxIssue {
+            file: file.to_path_buf(),
+            line,
+            message: format!("missing '=' in {l:?}"),
+        });
+        return;
+    };
+    out.push(Assignment {
+        section: sec,
+        key: k.trim_matches(is_ws).to_owned(),
+        value: v.trim_matches(is_ws).to_owned(),
+        file: file.to_path_buf(),
+        line,
+    });
+}
+
+/// The unit search path of a system manager (systemd 252, Debian), relative
+/// to the root.
+pub const SEARCH_PATH: &[&str] = &[
+    "/etc/systemd/system.control",
+    "/run/systemd/system.control",
+    "/run/systemd/transient",
+    "/run/systemd/generator.early",
+    "/etc/systemd/system",
+    "/etc/systemd/system.attached",
+    "/run/systemd/system",
+    "/run/systemd/system.attached",
+    "/run/systemd/generator",
+    "/usr/local/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+    "/run/systemd/generator.late",
+];
+
+/// A unit's fragment and its drop-ins, in the order systemd applies them.
+#[derive(Debug, Clone)]
+pub struct UnitFiles {
+    /// Unit name (`app1.service`).
+    pub name: String,
+    /// The main file.
+    pub fragment: PathBuf,
+    /// Drop-ins, sorted by file name (the first directory on the search
+    /// path wins for equal names).
+    pub dropins: Vec<PathBuf>,
+}
+
+/// The names whose `.d/` directories apply to `name`: the type directory
+/// (`service.d`), each dash prefix (`a-.service.d` for `a-b.service`), then
+/// the unit itself; templates instances also get their template's.
+fn dropin_dir_names(name: &str) -> Vec<String> {
+    let (stem, suffix) = match name.rfind('.') {
+        Some(i) => (&name[..i], &name[i..]),
+        None => (name, ""),
+    };
+    let mut out = vec![format!("{}.d", &suffix[1.min(suffix.len())..])];
+    let mut idx = 0;
+    while let Some(p) = stem[idx..].find('-') {
+        let end = idx + p + 1;
+        out.push(format!("{}{suffix}.d", &stem[..end]));
+        idx = end;
+    }
+    if let Some(at) = stem.find('@') {
+        let template = format!("{}@{suffix}", &stem[..at]);
+        if template != name {
+            out.push(format!("{template}.d"));
+        }
+    }
+    out.push(format!("{name}.d"));
+    out
+}
+
+/// Find `file`'s drop-ins: in the directory of the file, then along the
+/// search path under `root`.
+pub fn locate(root: &Root, file: &Path) -> anyhow::Result<UnitFiles> {
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{file:?} has no usable file name"))?
+        .to_owned();
+    if !name.ends_with(".service") {
+        bail!("{file:?}: only .service units can be audited");
+    }
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(parent) = file.parent() {
+        let parent = if parent.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            parent.to_path_buf()
+        };
+        dirs.push(parent);
+    }
+    for d in SEARCH_PATH {
+        let p = root.join(d);
+        if !dirs.contains(&p) {
+            dirs.push(p);
+        }
+    }
+    let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for dir in &dirs {
+        for sub in dropin_dir_names(&name) {
+            let d = dir.join(&sub);
+            let Ok(rd) = fs::read_dir(&d) else { continue };
+            for e in rd.flatten() {
+                let fname = e.file_name().to_string_lossy().into_owned();
+                if !fname.ends_with(".conf") {
+                    continue;
+                }
+                let p = e.path();
+                if !p.is_file() {
+                    continue;
+                }
+                by_name.entry(fname).or_insert(p);
+            }
+        }
+    }
+    Ok(UnitFiles {
+        name,
+        fragment: file.to_path_buf(),
+        dropins: by_name.into_values().collect(),
+    })
+}
+
+/// Every assignment of the unit and its drop-ins, in application order,
+/// plus syntax issues.
+pub fn read_all(files: &UnitFiles) -> anyhow::Result<(Vec<Assignment>, Vec<SyntaxIssue>)> {
+    let mut all = Vec::new();
+    let mut issues = Vec::new();
+    for f in std::iter::once(&files.fragment).chain(files.dropins.iter()) {
+        let bytes = fs::read(f).with_context(|| format!("cannot read {f:?}"))?;
+        let text = String::from_utf8_lossy(&bytes);
+        let (a, i) = parse_ini(&text, f);
+        all.extend(a);
+        issues.extend(i);
+    }
+    Ok((all, issues))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_comment_is_part_of_the_value() {
+        let (a, _) = parse_ini("[Service]\nNoNewPrivileges=yes # x\n", Path::new("f"));
+
+        assert_eq!(a[0].value, "yes # x");
+    }
+
+    #[test]
+    fn continuation_joins_and_skips_comment_lines() {
+        let text = "[Service]\nSystemCallFilter=@a \\\n# c\n  @b\nUser=x\n";
+
+        let (a, _) = parse_ini(text, Path::new("f"));
+
+        assert_eq!(a[0].value, "@a    @b");
+        assert_eq!((a[1].key.as_str(), a[1].line), ("User", 5));
+    }
+
+    #[test]
+    fn dropin_dirs_cover_prefixes() {
+        assert_eq!(
+            dropin_dir_names("a-b.service"),
+            vec!["service.d", "a-.service.d", "a-b.service.d"]
+        );
+    }
+}

@@ -1,0 +1,649 @@
+//! The walker: a small pool of threads sharing a stack of directories to
+//! visit. Each directory is opened relative to its parent's fd with
+//! `O_NOFOLLOW|O_DIRECTORY`, each entry is looked at with `statx` relative to
+//! that fd, and an entry that needs a change is opened `O_PATH|O_NOFOLLOW`,
+//! checked to be the inode just seen, and changed through that fd. No path
+//! string is ever resolved again, so swapping a directory for a symlink
+//! mid-walk can only make rip-perms refuse that entry.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Condvar, Mutex};
+
+use crate::layout::{Class, Layout};
+use crate::policy::Mode;
+use crate::report::{Entry, Owner, Partial, ShownPath};
+use crate::sys::{self, Kind, Stat};
+
+/// Refusal codes (stable, documented in MANUAL.md).
+pub mod reason {
+    /// A symlink whose target stays inside the walked tree.
+    pub const SYMLINK_SKIPPED: &str = "PERMS_SYMLINK_SKIPPED";
+    /// A symlink whose target (resolved lexically) leaves the walked tree.
+    pub const SYMLINK_ESCAPES: &str = "PERMS_SYMLINK_ESCAPES";
+    /// A fifo, socket or device node.
+    pub const SPECIAL_FILE: &str = "PERMS_SPECIAL_FILE";
+    /// A non-directory with several links that the app does not own.
+    pub const HARDLINK: &str = "PERMS_HARDLINK";
+    /// An entry on another file system.
+    pub const OTHER_FS: &str = "PERMS_OTHER_FS";
+    /// A mount point (same device, other mount: e.g. a bind mount).
+    pub const MOUNT_POINT: &str = "PERMS_MOUNT_POINT";
+    /// The entry changed between the look and the open.
+    pub const RACE: &str = "PERMS_RACE";
+    /// The entry disappeared during the walk.
+    pub const VANISHED: &str = "PERMS_VANISHED";
+    /// A name the layout needs as a directory is something else.
+    pub const NOT_A_DIR: &str = "PERMS_NOT_A_DIR";
+}
+
+/// A walked tree's identity: its path and the file system it is on.
+#[derive(Debug, Clone)]
+pub struct RootInfo {
+    /// Path as the target system sees it.
+    pub path: Vec<u8>,
+    /// Device of the tree's top directory.
+    pub dev: (u32, u32),
+    /// Mount id of the tree's top directory (0 if unknown).
+    pub mnt_id: u64,
+}
+
+/// Settings shared by every walker thread of one app.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    /// The app's layout.
+    pub layout: &'a Layout,
+    /// Report only.
+    pub dry_run: bool,
+    /// Running as root (owner changes possible).
+    pub privileged: bool,
+    /// Our effective uid.
+    pub euid: u32,
+    /// Cap on listed entries.
+    pub cap: usize,
+    /// The trees being walked.
+    pub roots: Vec<RootInfo>,
+}
+
+enum DirSrc {
+    /// Already open (the top of a tree), with its stat.
+    Open(OwnedFd, Stat),
+    /// To open: `name` in the directory `parent`.
+    At(Arc<OwnedFd>, CString),
+}
+
+/// A directory to visit.
+pub struct Job {
+    src: DirSrc,
+    path: Vec<u8>,
+    class: Class,
+    node: Option<usize>,
+    created: bool,
+    root: usize,
+}
+
+impl Job {
+    /// The top directory of tree `root`, already opened and checked.
+    pub fn top(
+        fd: OwnedFd,
+        st: Stat,
+        path: Vec<u8>,
+        class: Class,
+        node: Option<usize>,
+        created: bool,
+        root: usize,
+    ) -> Job {
+        Job {
+            src: DirSrc::Open(fd, st),
+            path,
+            class,
+            node,
+            created,
+            root,
+        }
+    }
+}
+
+/// `dir/name` as bytes.
+pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(dir.len() + 1 + name.len());
+    p.extend_from_slice(dir);
+    if !dir.ends_with(b"/") {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+fn split(p: &[u8]) -> Vec<&[u8]> {
+    p.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect()
+}
+
+/// Whether a symlink in directory `dir` pointing to `target` leaves `root`,
+/// resolving `.` and `..` lexically (the target is never followed).
+pub fn escapes(root: &[u8], dir: &[u8], target: &[u8]) -> bool {
+    let mut comps: Vec<&[u8]> = if target.starts_with(b"/") {
+        Vec::new()
+    } else {
+        split(dir)
+    };
+    for c in target.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                comps.pop();
+            }
+            c => comps.push(c),
+        }
+    }
+    let root = split(root);
+    !(comps.len() >= root.len() && comps[..root.len()] == root[..])
+}
+
+fn owner_of(st: &Stat) -> Owner {
+    Owner {
+        uid: st.uid,
+        gid: st.gid,
+        mode: Mode(st.perm()),
+    }
+}
+
+/// One walker thread's state.
+struct Worker<'a> {
+    ctx: &'a Ctx<'a>,
+    out: Partial,
+    reader: Option<sys::DirReader>,
+}
+
+impl<'a> Worker<'a> {
+    fn new(ctx: &'a Ctx<'a>) -> Self {
+        Worker {
+            ctx,
+            out: Partial::new(ctx.cap),
+            reader: Some(sys::DirReader::default()),
+        }
+    }
+
+    /// Bring one inode to `want` and the app's owner, through `fd` (an
+    /// `O_PATH` fd when `o_path`). Order: narrow the mode to what both the
+    /// old and the new mode allow, change the owner (which drops setuid,
+    /// setgid and file capabilities), then set the final mode.
+    #[allow(clippy::too_many_arguments)]
+    fn fix(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        o_path: bool,
+        st: &Stat,
+        want: u32,
+        path: &[u8],
+        kind: &'static str,
+        class: &'static str,
+        created: bool,
+    ) {
+        let (uid, gid) = (self.ctx.layout.uid, self.ctx.layout.gid);
+        let owner_ok = st.uid == uid && st.gid == gid;
+        if owner_ok && st.perm() == want && !created {
+            return;
+        }
+        let mut pending = Vec::new();
+        let privileged = self.ctx.privileged;
+        if !privileged && !owner_ok {
+            pending.push("owner");
+            if st.perm() != want && st.uid != self.ctx.euid {
+                pending.push("mode");
+            }
+        }
+        let applied = created || pending.is_empty() || (st.perm() != want && pending.len() == 1);
+        let entry = Entry {
+            path: ShownPath::new(path),
+            kind,
+            class,
+            created,
+            before: Some(owner_of(st)),
+            after: Owner {
+                uid,
+                gid,
+                mode: Mode(want),
+            },
+            pending,
+        };
+        if self.ctx.dry_run {
+            self.out.entry(entry, applied);
+            return;
+        }
+        let res = (|| -> io::Result<()> {
+            if owner_ok || !privileged {
+                if st.perm() != want && (owner_ok || st.uid == self.ctx.euid) {
+                    sys::chmod_fd(fd, want, o_path)?;
+                }
+                return Ok(());
+            }
+            let narrow = st.perm() & want & 0o777;
+            if narrow != st.perm() {
+                sys::chmod_fd(fd, narrow, o_path)?;
+            }
+            sys::chown_fd(fd, uid, gid)?;
+            if want != narrow {
+                sys::chmod_fd(fd, want, o_path)?;
+            }
+            Ok(())
+        })();
+        match res {
+            Ok(()) => self.out.entry(entry, applied),
+            Err(e) => self.out.fail(path, format!("cannot set owner and mode: {e}")),
+        }
+    }
+
+    fn check_fs(&mut self, st: &Stat, root: usize, path: &[u8], kind: &'static str) -> bool {
+        let r = &self.ctx.roots[root];
+        if st.dev != r.dev {
+            self.out.refuse(
+                path,
+                kind,
+                reason::OTHER_FS,
+                format!(
+                    "on device {}:{}, not the tree's {}:{}; not touched, not entered",
+                    st.dev.0, st.dev.1, r.dev.0, r.dev.1
+                ),
+            );
+            return false;
+        }
+        if r.mnt_id != 0 && st.mnt_id != 0 && st.mnt_id != r.mnt_id {
+            self.out.refuse(
+                path,
+                kind,
+                reason::MOUNT_POINT,
+                format!(
+                    "a mount point (mount {} inside mount {}); not touched, not entered",
+                    st.mnt_id, r.mnt_id
+                ),
+            );
+            return false;
+        }
+        true
+    }
+
+    fn open_failed(&mut self, path: &[u8], e: io::Error) {
+        match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => self.out.refuse(
+                path,
+                "dir",
+                reason::RACE,
+                "was a directory when listed, is now a symlink or not a directory; not followed"
+                    .to_owned(),
+            ),
+            Some(libc::ENOENT) => self.out.refuse(
+                path,
+                "dir",
+                reason::VANISHED,
+                "disappeared during the walk".to_owned(),
+            ),
+            _ => self.out.fail(path, format!("cannot open directory: {e}")),
+        }
+    }
+
+    /// Visit one directory: check and fix it, look at every entry, queue its
+    /// subdirectories in `next`.
+    fn visit(&mut self, job: Job, next: &mut Vec<Job>) {
+        let Job {
+            src,
+            path,
+            class,
+            node,
+            created,
+            root,
+        } = job;
+        let (fd, st) = match src {
+            DirSrc::Open(fd, st) => (fd, st),
+            DirSrc::At(parent, name) => {
+                let fd = match sys::open_dir_at(parent.as_fd(), &name) {
+                    Ok(fd) => fd,
+                    Err(e) => return self.open_failed(&path, e),
+                };
+                drop(parent);
+                match sys::stat_fd(fd.as_fd()) {
+                    Ok(st) => (fd, st),
+                    Err(e) => return self.out.fail(&path, format!("cannot stat: {e}")),
+                }
+            }
+        };
+        self.out.counts.seen += 1;
+        if !self.check_fs(&st, root, &path, "dir") {
+            return;
+        }
+        let layout = self.ctx.layout;
+        let want = layout.dir_mode(class, node);
+        self.fix(fd.as_fd(), false, &st, want, &path, "dir", class.as_str(), created);
+
+        let dir = Arc::new(fd);
+        let mut present: Vec<usize> = Vec::new();
+        let Some(mut reader) = self.reader.take() else {
+            return self.out.fail(&path, "internal: directory buffer in use");
+        };
+        let res = reader.for_each(dir.as_fd(), |name, d_type| {
+            self.entry(&dir, &path, class, node, root, name, d_type, next, &mut present)
+        });
+        self.reader = Some(reader);
+        if let Err(e) = res {
+            self.out.fail(&path, format!("cannot list directory: {e}"));
+            return;
+        }
+
+        // Named directories of the layout that do not exist yet.
+        let Some(n) = node else { return };
+        for &c in &layout.nodes[n].children {
+            if present.contains(&c) {
+                continue;
+            }
+            let cname = &layout.nodes[c].name;
+            let cpath = join(&path, cname);
+            if self.ctx.dry_run {
+                plan_created(self.ctx, &mut self.out, &cpath, c);
+                continue;
+            }
+            let made = sys::cpath(cname).and_then(|cn| {
+                match sys::mkdir_at(dir.as_fd(), &cn, 0o700) {
+                    Ok(()) => Ok((cn, true)),
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok((cn, false)),
+                    Err(e) => Err(e),
+                }
+            });
+            match made {
+                Ok((cn, created)) => next.push(Job {
+                    src: DirSrc::At(dir.clone(), cn),
+                    path: cpath,
+                    class: layout.nodes[c].class,
+                    node: Some(c),
+                    created,
+                    root,
+                }),
+                Err(e) => self.out.fail(&cpath, format!("cannot create directory: {e}")),
+            }
+        }
+    }
+
+    /// Look at one entry of an open directory.
+    #[allow(clippy::too_many_arguments)]
+    fn entry(
+        &mut self,
+        dir: &Arc<OwnedFd>,
+        dirpath: &[u8],
+        class: Class,
+        node: Option<usize>,
+        root: usize,
+        name: &CStr,
+        d_type: u8,
+        next: &mut Vec<Job>,
+        present: &mut Vec<usize>,
+    ) {
+        let nb = name.to_bytes();
+        let (cclass, cnode) = self.ctx.layout.classify(class, node, nb);
+        if let Some(c) = cnode {
+            present.push(c);
+        }
+        let mut kind = Kind::from_dtype(d_type);
+        let mut st = None;
+        if matches!(kind, None | Some(Kind::File)) {
+            match sys::stat_at(dir.as_fd(), name) {
+                Ok(s) => {
+                    kind = Some(s.kind());
+                    st = Some(s);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    return self.out.refuse(
+                        &join(dirpath, nb),
+                        "unknown",
+                        reason::VANISHED,
+                        "disappeared during the walk".to_owned(),
+                    );
+                }
+                Err(e) => return self.out.fail(&join(dirpath, nb), format!("cannot stat: {e}")),
+            }
+        }
+        match (kind, st) {
+            (Some(Kind::Dir), _) => next.push(Job {
+                src: DirSrc::At(dir.clone(), name.to_owned()),
+                path: join(dirpath, nb),
+                class: cclass,
+                node: cnode,
+                created: false,
+                root,
+            }),
+            (Some(Kind::File), Some(st)) => {
+                self.out.counts.seen += 1;
+                let path = join(dirpath, nb);
+                if cnode.is_some() {
+                    return self.out.refuse(
+                        &path,
+                        "file",
+                        reason::NOT_A_DIR,
+                        "the layout needs a directory here; left alone".to_owned(),
+                    );
+                }
+                self.file(dir.as_fd(), &path, name, st, class, root);
+            }
+            (Some(Kind::Symlink), _) => {
+                self.out.counts.seen += 1;
+                let path = join(dirpath, nb);
+                let target = sys::readlink_at(dir.as_fd(), name).unwrap_or_default();
+                let out = escapes(&self.ctx.roots[root].path, dirpath, &target);
+                self.out.refuse(
+                    &path,
+                    "symlink",
+                    if out {
+                        reason::SYMLINK_ESCAPES
+                    } else {
+                        reason::SYMLINK_SKIPPED
+                    },
+                    format!(
+                        "-> {}; symlinks are never followed or changed",
+                        String::from_utf8_lossy(&target)
+                    ),
+                );
+            }
+            (k, _) => {
+                self.out.counts.seen += 1;
+                let k = k.unwrap_or(Kind::Unknown);
+                self.out.refuse(
+                    &join(dirpath, nb),
+                    k.as_str(),
+                    reason::SPECIAL_FILE,
+                    "special files are never opened or changed".to_owned(),
+                );
+            }
+        }
+    }
+
+    /// A regular file: `st` comes from `statx` relative to `dir`; only when
+    /// it needs a change is it opened, and then only if the open fd holds
+    /// the same inode.
+    fn file(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        path: &[u8],
+        name: &CStr,
+        st: Stat,
+        class: Class,
+        root: usize,
+    ) {
+        let layout = self.ctx.layout;
+        if !self.check_fs(&st, root, path, "file") || !self.check_links(&st, path) {
+            return;
+        }
+        let (want, label) = layout.file_mode(class, name.to_bytes());
+        if st.uid == layout.uid && st.gid == layout.gid && st.perm() == want {
+            return;
+        }
+        if self.ctx.dry_run {
+            // No fd is needed to report.
+            let fd = dir;
+            return self.fix(fd, false, &st, want, path, "file", label, false);
+        }
+        let fd = match sys::open_path_at(dir, name) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                return self.out.refuse(
+                    path,
+                    "file",
+                    reason::VANISHED,
+                    "disappeared during the walk".to_owned(),
+                );
+            }
+            Err(e) => return self.out.fail(path, format!("cannot open: {e}")),
+        };
+        let now = match sys::stat_fd(fd.as_fd()) {
+            Ok(s) => s,
+            Err(e) => return self.out.fail(path, format!("cannot stat: {e}")),
+        };
+        if !now.same_inode(&st) || now.kind() != Kind::File {
+            return self.out.refuse(
+                path,
+                now.kind().as_str(),
+                reason::RACE,
+                "replaced between the look and the open; not touched".to_owned(),
+            );
+        }
+        if !self.check_fs(&now, root, path, "file") || !self.check_links(&now, path) {
+            return;
+        }
+        self.fix(fd.as_fd(), true, &now, want, path, "file", label, false);
+    }
+
+    fn check_links(&mut self, st: &Stat, path: &[u8]) -> bool {
+        if st.nlink > 1 && st.uid != self.ctx.layout.uid {
+            self.out.refuse(
+                path,
+                "file",
+                reason::HARDLINK,
+                format!(
+                    "has {} links and belongs to uid {}, not the app: another link may be \
+                     outside the tree; not touched",
+                    st.nlink, st.uid
+                ),
+            );
+            return false;
+        }
+        true
+    }
+}
+
+/// Report the named directory `node` (and those below it) as to be created.
+pub fn plan_created(ctx: &Ctx<'_>, out: &mut Partial, path: &[u8], node: usize) {
+    let layout = ctx.layout;
+    let class = layout.nodes[node].class;
+    let pending = if !ctx.privileged && ctx.euid != layout.uid {
+        vec!["owner"]
+    } else {
+        Vec::new()
+    };
+    out.entry(
+        Entry {
+            path: ShownPath::new(path),
+            kind: "dir",
+            class: class.as_str(),
+            created: true,
+            before: None,
+            after: Owner {
+                uid: layout.uid,
+                gid: layout.gid,
+                mode: Mode(layout.dir_mode(class, Some(node))),
+            },
+            pending,
+        },
+        true,
+    );
+    for &c in &layout.nodes[node].children {
+        plan_created(ctx, out, &join(path, &layout.nodes[c].name), c);
+    }
+}
+
+struct Queue {
+    jobs: Vec<Job>,
+    active: usize,
+}
+
+fn lock(m: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn work(ctx: &Ctx<'_>, q: &Mutex<Queue>, cv: &Condvar) -> Partial {
+    let mut w = Worker::new(ctx);
+    let mut next = Vec::new();
+    let mut job = None;
+    loop {
+        let current = match job.take() {
+            Some(j) => j,
+            None => {
+                let mut g = lock(q);
+                loop {
+                    if let Some(j) = g.jobs.pop() {
+                        g.active += 1;
+                        break j;
+                    }
+                    if g.active == 0 {
+                        cv.notify_all();
+                        return w.out;
+                    }
+                    g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        };
+        w.visit(current, &mut next);
+        // Keep one subdirectory for ourselves, share the rest.
+        job = next.pop();
+        if !next.is_empty() || job.is_none() {
+            let mut g = lock(q);
+            let shared = !next.is_empty();
+            g.jobs.append(&mut next);
+            if job.is_none() {
+                g.active -= 1;
+            }
+            if shared || g.active == 0 {
+                cv.notify_all();
+            }
+        }
+    }
+}
+
+/// Walk every tree of `jobs` with `threads` threads and merge the results.
+pub fn run(ctx: &Ctx<'_>, jobs: Vec<Job>, threads: usize) -> Partial {
+    let q = Mutex::new(Queue { jobs, active: 0 });
+    let cv = Condvar::new();
+    if threads <= 1 {
+        return work(ctx, &q, &cv);
+    }
+    let mut total = Partial::new(ctx.cap);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| s.spawn(|| work(ctx, &q, &cv)))
+            .collect();
+        for h in handles {
+            match h.join() {
+                Ok(p) => total.merge(p),
+                Err(_) => total.fail(b"", "a walker thread panicked"),
+            }
+        }
+    });
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_links() {
+        assert!(escapes(b"/home/a", b"/home/a/data", b"/etc/shadow"));
+        assert!(escapes(b"/home/a", b"/home/a/data", b"../../b/x"));
+        assert!(!escapes(b"/home/a", b"/home/a/data", b"../bin/a"));
+        assert!(!escapes(b"/home/a", b"/home/a", b"/home/a/data"));
+        assert!(escapes(b"/home/a", b"/home/a", b"/home/ab"));
+    }
+
+    #[test]
+    fn joins_paths() {
+        assert_eq!(join(b"/a", b"b"), b"/a/b".to_vec());
+        assert_eq!(join(b"/", b"b"), b"/b".to_vec());
+    }
+}

@@ -1,0 +1,3 @@
+module rip.invalid/e2e/testapp
+
+go 1.19

@@ -1,0 +1,356 @@
+//! A small Markdown-to-roff converter for the hand-written man page sections.
+//!
+//! It knows only the subset used in `man/src/*.md`, and refuses anything else
+//! so that a page never renders silently wrong:
+//!
+//! - `# TITLE` starts a section (`.SH`), `## Title` a subsection (`.SS`);
+//! - blank lines separate paragraphs (`.PP`);
+//! - `- item` starts a bullet item; indented lines continue it;
+//! - a line starting with `: ` after a term line makes a definition list
+//!   entry (`.TP`), as in pandoc; more `: ` or indented lines continue it;
+//! - fenced blocks (three backticks) become literal examples (`.EX`/`.EE`);
+//! - pipe tables (`| a | b |`, then `|---|---|`) become tbl(1) tables;
+//! - inline `` `code` `` and `**bold**` are bold, `*text*` is italic.
+
+use anyhow::{bail, Result};
+
+/// One `# SECTION` of a Markdown source: its title and its body in roff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    /// Section title as written after `# `, upper-cased.
+    pub title: String,
+    /// The body, converted to roff, each line ending in a newline.
+    pub roff: String,
+}
+
+/// Escape text for roff: backslashes, and in literal text minus signs.
+fn escape(text: &str, literal: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\e"),
+            // In literal text a minus must stay an ASCII hyphen-minus so that
+            // commands copied from the page work.
+            '-' if literal => out.push_str("\\-"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Keep a line from being read as a roff request when it starts with `.`
+/// or `'`.
+fn guard(mut line: String) -> String {
+    if line.starts_with('.') || line.starts_with('\'') {
+        line.insert_str(0, "\\&");
+    }
+    line
+}
+
+/// Convert inline markup of one line of prose.
+fn inline(text: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('`') {
+            let Some(end) = after.find('`') else {
+                bail!("unclosed `code` span in {text:?}");
+            };
+            out.push_str("\\fB");
+            out.push_str(&escape(&after[..end], true));
+            out.push_str("\\fR");
+            rest = &after[end + 1..];
+        } else if let Some(after) = rest.strip_prefix("**") {
+            let Some(end) = after.find("**") else {
+                bail!("unclosed **bold** in {text:?}");
+            };
+            out.push_str("\\fB");
+            out.push_str(&escape(&after[..end], false));
+            out.push_str("\\fR");
+            rest = &after[end + 2..];
+        } else if let Some(after) = rest.strip_prefix('*') {
+            let Some(end) = after.find('*') else {
+                bail!("unclosed *italic* in {text:?}");
+            };
+            out.push_str("\\fI");
+            out.push_str(&escape(&after[..end], false));
+            out.push_str("\\fR");
+            rest = &after[end + 1..];
+        } else {
+            let end = rest.find(['`', '*']).unwrap_or(rest.len());
+            out.push_str(&escape(&rest[..end], false));
+            rest = &rest[end..];
+        }
+    }
+    Ok(guard(out))
+}
+
+/// What the block being built is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Block {
+    None,
+    Paragraph,
+    Bullet,
+    Definition,
+}
+
+/// Convert a whole Markdown source into its sections, in order.
+///
+/// Text before the first `# ` heading is an error: every part of a page
+/// belongs to a section.
+pub fn to_sections(source: &str) -> Result<Vec<Section>> {
+    let mut sections: Vec<Section> = Vec::new();
+    let lines: Vec<&str> = source.lines().collect();
+    let mut block = Block::None;
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let lineno = i + 1;
+        let trimmed = line.trim_end();
+
+        if let Some(title) = trimmed.strip_prefix("# ") {
+            sections.push(Section {
+                title: title.trim().to_uppercase(),
+                roff: String::new(),
+            });
+            block = Block::None;
+            i += 1;
+            continue;
+        }
+        let Some(section) = sections.last_mut() else {
+            if trimmed.is_empty() {
+                i += 1;
+                continue;
+            }
+            bail!("line {lineno}: text before the first '# SECTION' heading");
+        };
+        let out = &mut section.roff;
+
+        if trimmed.is_empty() {
+            // A blank line ends paragraphs; list items and definitions go on
+            // only with an indented continuation.
+            if block == Block::Paragraph {
+                block = Block::None;
+            }
+            i += 1;
+            continue;
+        }
+        if let Some(title) = trimmed.strip_prefix("## ") {
+            out.push_str(&format!(".SS {}\n", inline(title.trim())?));
+            block = Block::None;
+        } else if trimmed.starts_with("```") {
+            let mut j = i + 1;
+            out.push_str(".PP\n.EX\n");
+            while j < lines.len() && !lines[j].trim_end().starts_with("```") {
+                let body = guard(escape(lines[j].trim_end(), true));
+                out.push_str(if body.is_empty() { "\\&" } else { &body });
+                out.push('\n');
+                j += 1;
+            }
+            if j == lines.len() {
+                bail!("line {lineno}: code block is not closed");
+            }
+            out.push_str(".EE\n");
+            block = Block::None;
+            i = j;
+        } else if trimmed.starts_with('|') {
+            let mut j = i;
+            let mut rows = Vec::new();
+            while j < lines.len() && lines[j].trim_start().starts_with('|') {
+                rows.push(lines[j].trim());
+                j += 1;
+            }
+            out.push_str(&table(&rows).map_err(|e| e.context(format!("line {lineno}")))?);
+            block = Block::None;
+            i = j;
+            continue;
+        } else if let Some(item) = trimmed.strip_prefix("- ") {
+            out.push_str(".IP \\(bu 2\n");
+            out.push_str(&inline(item.trim())?);
+            out.push('\n');
+            block = Block::Bullet;
+        } else if let Some(def) = trimmed.strip_prefix(": ") {
+            if block != Block::Definition {
+                bail!("line {lineno}: ': ' definition without a term line before it");
+            }
+            out.push_str(&inline(def.trim())?);
+            out.push('\n');
+        } else if line.starts_with("  ") && block != Block::None {
+            // Continuation of the current block. A continuation after a
+            // blank line is a new paragraph inside the item.
+            if lines[i - 1].trim().is_empty() {
+                out.push_str(if block == Block::Paragraph {
+                    ".PP\n"
+                } else {
+                    ".IP\n"
+                });
+            }
+            out.push_str(&inline(trimmed.trim())?);
+            out.push('\n');
+        } else if lines
+            .get(i + 1)
+            .is_some_and(|next| next.starts_with(": "))
+        {
+            out.push_str(".TP\n");
+            out.push_str(&inline(trimmed.trim())?);
+            out.push('\n');
+            block = Block::Definition;
+        } else if block == Block::Paragraph {
+            out.push_str(&inline(trimmed.trim())?);
+            out.push('\n');
+        } else {
+            if line.starts_with(' ') {
+                bail!("line {lineno}: indented text outside a list or definition");
+            }
+            out.push_str(".PP\n");
+            out.push_str(&inline(trimmed)?);
+            out.push('\n');
+            block = Block::Paragraph;
+        }
+        i += 1;
+    }
+    Ok(sections)
+}
+
+/// The cells of one `| a | b |` row.
+fn cells(row: &str) -> Vec<&str> {
+    let inner = row.trim().trim_start_matches('|');
+    let inner = inner.strip_suffix('|').unwrap_or(inner);
+    inner.split('|').map(str::trim).collect()
+}
+
+/// Convert a pipe table (header, `---` separator, rows) to tbl(1). Every
+/// cell is a text block so long cells wrap; the last column takes the
+/// remaining width.
+fn table(rows: &[&str]) -> Result<String> {
+    if rows.len() < 2 || !cells(rows[1]).iter().all(|c| c.trim_matches([':', '-']).is_empty()) {
+        bail!("a table needs a header row and a |---| separator row");
+    }
+    let header = cells(rows[0]);
+    let n = header.len();
+    let mut out = String::from(".PP\n.TS\nallbox;\n");
+    let mut format: Vec<&str> = vec!["l"; n];
+    if let Some(last) = format.last_mut() {
+        *last = "lx";
+    }
+    out.push_str(&format.join(" "));
+    out.push_str(".\n");
+    for (k, row) in std::iter::once(rows[0]).chain(rows[2..].iter().copied()).enumerate() {
+        let cs = cells(row);
+        if cs.len() != n {
+            bail!("table row {row:?} has {} cells, the header {n}", cs.len());
+        }
+        let mut line = Vec::new();
+        for c in cs {
+            let body = inline(c)?;
+            line.push(if k == 0 {
+                format!("T{{\n\\fB{body}\\fR\nT}}")
+            } else {
+                format!("T{{\n{body}\nT}}")
+            });
+        }
+        out.push_str(&line.join("\t"));
+        out.push('\n');
+    }
+    out.push_str(".TE\n");
+    Ok(out)
+}
+
+/// Render sections back to back, each with its `.SH` line.
+pub fn render(sections: &[Section]) -> String {
+    let mut out = String::new();
+    for s in sections {
+        out.push_str(&format!(".SH {}\n", s.title));
+        out.push_str(&s.roff);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(source: &str) -> String {
+        let sections = to_sections(source).unwrap();
+        assert_eq!(sections.len(), 1);
+        sections[0].roff.clone()
+    }
+
+    #[test]
+    fn paragraphs_and_inline_markup() {
+        let roff = one("# EXIT STATUS\nSee `--dry-run` and *the spec*.\nSecond line.\n\nNew **para**.\n");
+
+        assert_eq!(
+            roff,
+            ".PP\nSee \\fB\\-\\-dry\\-run\\fR and \\fIthe spec\\fR.\nSecond line.\n.PP\nNew \\fBpara\\fR.\n"
+        );
+    }
+
+    #[test]
+    fn definition_list_with_continuation() {
+        let roff = one("# JSON OUTPUT\n`changed`\n: true when a file\n  was rewritten.\n");
+
+        assert_eq!(
+            roff,
+            ".TP\n\\fBchanged\\fR\ntrue when a file\nwas rewritten.\n"
+        );
+    }
+
+    #[test]
+    fn code_block_is_literal_and_escaped() {
+        let roff = one("# EXAMPLES\n```\nrip-user < a.json | jq '.x'\n.hidden \\n\n```\n");
+
+        assert_eq!(
+            roff,
+            ".PP\n.EX\nrip\\-user < a.json | jq '.x'\n\\&.hidden \\en\n.EE\n"
+        );
+    }
+
+    #[test]
+    fn bullets() {
+        let roff = one("# FILES\n- one\n  more\n- two\n");
+
+        assert_eq!(roff, ".IP \\(bu 2\none\nmore\n.IP \\(bu 2\ntwo\n");
+    }
+
+    #[test]
+    fn line_starting_with_a_dot_is_escaped() {
+        assert_eq!(one("# A\n.profile is read\n"), ".PP\n\\&.profile is read\n");
+    }
+
+    #[test]
+    fn rejects_text_before_a_section() {
+        assert!(to_sections("hello\n# A\n").is_err());
+    }
+
+    #[test]
+    fn rejects_unclosed_code_span() {
+        assert!(to_sections("# A\nsee `this\n").is_err());
+    }
+
+    #[test]
+    fn rejects_unclosed_code_block() {
+        assert!(to_sections("# A\n```\nx\n").is_err());
+    }
+
+    #[test]
+    fn pipe_table() {
+        let roff = one("# A\n| key | meaning |\n|---|---|\n| `a` | first |\n");
+
+        assert_eq!(
+            roff,
+            ".PP\n.TS\nallbox;\nl lx.\nT{\n\\fBkey\\fR\nT}\tT{\n\\fBmeaning\\fR\nT}\n\
+             T{\n\\fBa\\fR\nT}\tT{\nfirst\nT}\n.TE\n"
+        );
+    }
+
+    #[test]
+    fn table_rows_must_match_the_header() {
+        assert!(to_sections("# A\n| a | b |\n|---|---|\n| 1 |\n").is_err());
+    }
+
+    #[test]
+    fn subsection() {
+        assert_eq!(one("# A\n## Sub title\ntext\n"), ".SS Sub title\n.PP\ntext\n");
+    }
+}
