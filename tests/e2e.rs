@@ -34,9 +34,17 @@ fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Name of the container instance the suite boots.
+/// Name of the container instance the suite boots: RIP_SB_NAME, else one
+/// derived from the target dir, so people building into different target
+/// dirs on one machine do not stop each other's containers.
 fn sb_name() -> String {
-    std::env::var("RIP_SB_NAME").unwrap_or_else(|_| "rip-e2e-test".to_owned())
+    use std::hash::{Hash, Hasher};
+    if let Ok(n) = std::env::var("RIP_SB_NAME") {
+        return n;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bin_dir().hash(&mut h);
+    format!("rip-e2e-{:08x}", h.finish() as u32)
 }
 
 /// One command's result, with everything needed in a failure message.
@@ -139,8 +147,22 @@ fn enc(s: &str) -> String {
 /// Print a measured value so the test output (run with --nocapture or on
 /// failure) lists what each claim saw.
 fn measured(claim: &str, what: &str) {
-    println!("[{claim}] {what}");
+    use std::io::Write;
+    let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
+    let line = format!("[{claim} +{t:.1}s] {what}");
+    println!("{line}");
+    let report = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-report.txt");
+    if let Ok(mut f) = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(report)
+    {
+        let _ = writeln!(f, "{line}");
+    }
 }
+
+/// When the suite started, for the timings in its output.
+static START: OnceLock<Instant> = OnceLock::new();
 
 // ---- the deployed fleet ------------------------------------------------------
 
@@ -244,7 +266,16 @@ fn read_apps() -> Result<Vec<App>, String> {
 }
 
 fn setup() -> Result<Fleet, String> {
-    let t0 = Instant::now();
+    let t0 = *START.get_or_init(Instant::now);
+    let report = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-report.txt");
+    let _ = fs::remove_file(&report);
+    measured(
+        "setup",
+        &format!(
+            "container {}; measurements also go to {report:?}",
+            sb_name()
+        ),
+    );
     let apps = read_apps()?;
     let bins = bin_dir();
 
@@ -289,10 +320,20 @@ fn setup() -> Result<Fleet, String> {
         .find_map(|l| l.strip_prefix("RIP_SB_ROOTFS="))
         .map(|v| PathBuf::from(v.trim_matches('\'')))
         .ok_or(format!("no RIP_SB_ROOTFS in:\n{env}"))?;
-    println!("e2e: container up after {:.1}s", t0.elapsed().as_secs_f64());
+    measured(
+        "setup",
+        &format!("container up after {:.1}s", t0.elapsed().as_secs_f64()),
+    );
 
     let deployed = deploy(&rootfs, &bins, &go_app, &apps);
-    println!("e2e: setup done after {:.1}s", t0.elapsed().as_secs_f64());
+    measured(
+        "setup",
+        &format!(
+            "fleet deployed ({}) after {:.1}s",
+            if deployed.is_ok() { "ok" } else { "FAILED" },
+            t0.elapsed().as_secs_f64()
+        ),
+    );
     Ok(Fleet {
         rootfs,
         apps,
@@ -952,13 +993,34 @@ fn claim08_backup_key_pulls_read_only() {
         format!("ssh command: {}", shell.stdout.trim().replace('\n', " | ")),
     );
     let tty = sh(&format!(
-        "{SSH} -tt backup@127.0.0.1 </dev/null 2>&1 | head -c 300; echo rc=$?"
+        "timeout 10 {SSH} -tt backup@127.0.0.1 </dev/null >/root/e2e/tty.out 2>&1; echo rc=$?; head -c 300 /root/e2e/tty.out"
     ));
-    measured(
+    v.expect(
         "claim8",
-        &format!(
-            "info ssh without command: {}",
+        !tty.stdout.starts_with("rc=0\n")
+            && !tty.stdout.contains("$ ")
+            && !tty.stdout.contains("# "),
+        format!(
+            "ssh login without command: {}",
             tty.stdout.trim().replace('\n', " | ")
+        ),
+    );
+
+    // A tunnel to an app's port through the backup key.
+    let target = f.apps.iter().find(|a| a.port != 80).unwrap_or(&f.apps[0]);
+    let tunnel = sh(&format!(
+        "timeout 6 {SSH} -N -L 127.0.0.1:19999:127.0.0.1:{} backup@127.0.0.1 >/root/e2e/tunnel.out 2>&1 & \
+         sleep 2; curl -sS -m 3 http://127.0.0.1:19999/ 2>&1; echo rc=$?; wait; cat /root/e2e/tunnel.out",
+        target.port
+    ));
+    v.expect(
+        "claim8",
+        !tunnel.stdout.contains(&format!("{}\nrc=0", target.name)),
+        format!(
+            "port forward to {}'s :{}: {}",
+            target.name,
+            target.port,
+            tunnel.stdout.trim().replace('\n', " | ")
         ),
     );
 

@@ -9,7 +9,7 @@ complete -c rip-scrape -l jobs -d 'One scrape job for the whole fleet, or one jo
 per-app\t'One job per app, named PREFIX + app name'"
 complete -c rip-scrape -l job-name -d 'Name of the job with --jobs one' -r
 complete -c rip-scrape -l job-prefix -d 'Prefix of every job name with --jobs per-app (job = PREFIX + app name)' -r
-complete -c rip-scrape -l host-label -d 'When to add the host label to every target' -r -f -a "auto\t'Only in fleets where some app\'s host is not `local`'
+complete -c rip-scrape -l host-label -d 'When targets get a host label (the app\'s host, or --local-host)' -r -f -a "auto\t'Only in fleets where some app\'s host is not `local`'
 always\t'Always'
 never\t'Never'"
 complete -c rip-scrape -l local-host -d 'Name of this machine, for host labels and SSH tunnels of local apps' -r
@@ -17,14 +17,14 @@ complete -c rip-scrape -l instance -d 'What the instance label holds' -r -f -a "
 app\t'The app name'"
 complete -c rip-scrape -l sd-format -d 'Format of the target files (Prometheus reads both)' -r -f -a "json\t'`rip.d/JOB.json`'
 yaml\t'`rip.d/JOB.yml`'"
-complete -c rip-scrape -l scrape-interval -d 'global.scrape_interval of a new prometheus.yml (kept when the file already has a global section)' -r
-complete -c rip-scrape -l refresh-interval -d 'refresh_interval of the file_sd configs (a fallback: Prometheus also watches the files with inotify)' -r
+complete -c rip-scrape -l scrape-interval -d 'Scrape interval of a new prometheus.yml' -r
+complete -c rip-scrape -l refresh-interval -d 'How often Prometheus re-reads the target files' -r
 complete -c rip-scrape -l ssh-user -d 'User for the SSH tunnel commands of --explain (USER@HOST)' -r
 complete -c rip-scrape -l backups -d 'With --app: enable backups in the default directory'
 complete -c rip-scrape -l dry-run -d 'Report what would change, and change nothing'
 complete -c rip-scrape -l replace -d 'Write a fresh prometheus.yml instead of merging into an existing one'
 complete -c rip-scrape -l no-config -d 'Write only the target files; leave prometheus.yml alone'
-complete -c rip-scrape -l allow-reserved-ports -d 'Only warn, instead of failing, when a port is one of Prometheus\' defaults (9090-9093, 9100)'
+complete -c rip-scrape -l allow-reserved-ports -d 'Warn instead of failing when an app uses a port of Prometheus'
 complete -c rip-scrape -l check -d 'Run `promtool check config` on the new files before writing them'
 complete -c rip-scrape -l explain -d 'Print the SSH tunnel command for each app\'s metrics port on stderr'
 complete -c rip-scrape -s h -l help -d 'Print help (see more with \'--help\')'

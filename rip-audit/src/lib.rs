@@ -4,11 +4,16 @@
 
 pub mod cli;
 pub mod finding;
+pub mod isolation;
+pub mod lint;
 pub mod model;
+pub mod observe;
 pub mod score;
 pub mod syscalls;
+pub mod text;
 pub mod unitfile;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -56,7 +61,17 @@ pub struct AuditedUnit {
 
 /// Load and score one unit file (`host_path` is where to read it).
 pub fn audit_unit_file(root: &Root, host_path: &Path) -> anyhow::Result<AuditedUnit> {
-    let files = unitfile::locate(root, host_path)?;
+    let idx = unitfile::DropinIndex::new(root, &[host_path.to_path_buf()]);
+    audit_indexed(root, &idx, host_path)
+}
+
+/// Like [`audit_unit_file`], with a shared drop-in index.
+pub fn audit_indexed(
+    root: &Root,
+    idx: &unitfile::DropinIndex,
+    host_path: &Path,
+) -> anyhow::Result<AuditedUnit> {
+    let files = idx.locate(host_path)?;
     let (assignments, syntax) = unitfile::read_all(&files)?;
     let settings = model::settings(&files.name, assignments);
     let sc = score::score(&settings);
@@ -154,41 +169,288 @@ fn unit_findings(u: &AuditedUnit) -> Vec<Finding> {
     out
 }
 
+/// Map every other unit's resolved user to unit names, for USER_SHARED:
+/// the units audited plus every `*.service` in the unit directory.
+fn users_of_units(
+    root: &Root,
+    unit_dir: &Path,
+    audited: &[&AuditedUnit],
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut map: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    for u in audited {
+        seen.insert(u.report.name.clone());
+        if let Some(user) = &u.settings.user {
+            if !u.settings.dynamic_user {
+                map.entry(user.clone())
+                    .or_default()
+                    .insert(u.report.name.clone());
+            }
+        }
+    }
+    let dir = root.join(unit_dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "service") && p.is_file())
+        .collect();
+    files.sort();
+    for f in files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if seen.contains(&name) || name.contains('@') {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        let (a, _) = unitfile::parse_ini(&text, &f);
+        let s = model::settings(&name, a);
+        if let (Some(user), false) = (s.user, s.dynamic_user) {
+            map.entry(user).or_default().insert(name);
+        }
+    }
+    map
+}
+
+fn observe_sources(args: &cli::Cli, root: &Root) -> Option<(observe::Sources, bool)> {
+    let explicit = args.proc_dir.is_some() || args.cgroup_dir.is_some();
+    let on = match args.observe {
+        cli::Observe::No => false,
+        cli::Observe::Yes => true,
+        cli::Observe::Auto => explicit || root.is_host(),
+    };
+    on.then(|| {
+        (
+            observe::Sources {
+                proc_dir: args.proc_dir.clone().unwrap_or_else(|| root.join("/proc")),
+                cgroup_dir: args
+                    .cgroup_dir
+                    .clone()
+                    .unwrap_or_else(|| root.join("/sys/fs/cgroup")),
+            },
+            args.observe == cli::Observe::Yes,
+        )
+    })
+}
+
+fn env_files(s: &model::Settings) -> Vec<String> {
+    s.list("Service", "EnvironmentFile")
+        .iter()
+        .map(|a| a.value.trim_start_matches('-').to_owned())
+        .collect()
+}
+
+struct Emitter<'a, W: Write> {
+    args: &'a cli::Cli,
+    out: W,
+    all_ok: bool,
+    summaries: Vec<text::Summary>,
+}
+
+impl<W: Write> Emitter<'_, W> {
+    fn emit(
+        &mut self,
+        record: Option<&rip_core::Record>,
+        label: &str,
+        res: AuditResult,
+    ) -> anyhow::Result<()> {
+        self.all_ok &= res.ok;
+        match self.args.format {
+            cli::Format::Json => match record {
+                Some(r) => rip_core::write_record(&mut self.out, r, KEY, &res)?,
+                None => {
+                    self.out.write_all(b"{\"rip_audit\":")?;
+                    serde_json::to_writer(&mut self.out, &res)?;
+                    self.out.write_all(b"}\n")?;
+                }
+            },
+            cli::Format::Text => self.summaries.push(text::Summary::of(label, &res)),
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<Exit> {
+        if self.args.format == cli::Format::Text {
+            text::write(&mut self.out, &self.summaries, self.args)?;
+        }
+        self.out.flush()?;
+        Ok(if self.all_ok {
+            Exit::Ok
+        } else {
+            Exit::Negative
+        })
+    }
+}
+
+/// Audit unit files given with --unit (no specs): score and lint.
+fn run_units(args: &cli::Cli, root: &Root, out: impl Write) -> anyhow::Result<Exit> {
+    let idx = unitfile::DropinIndex::new(root, &args.units);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let chunk = args.units.len().div_ceil(threads).max(1);
+    let mut audited: Vec<AuditedUnit> = Vec::with_capacity(args.units.len());
+    std::thread::scope(|sc| -> anyhow::Result<()> {
+        let handles: Vec<_> = args
+            .units
+            .chunks(chunk)
+            .map(|part| {
+                let idx = &idx;
+                sc.spawn(move || {
+                    part.iter()
+                        .map(|p| {
+                            audit_indexed(root, idx, p)
+                                .with_context(|| format!("cannot audit {p:?}"))
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            let part = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("an audit thread panicked"))??;
+            audited.extend(part);
+        }
+        Ok(())
+    })?;
+    let accounts = rip_core::accounts::Accounts::load(root)?;
+    let host = lint::HostFeatures::probe(root, args.cgroup_dir.as_deref());
+    let refs: Vec<&AuditedUnit> = audited.iter().collect();
+    let users = users_of_units(root, &args.unit_dir, &refs);
+    let obs = observe_sources(args, root);
+    let mut em = Emitter {
+        args,
+        out,
+        all_ok: true,
+        summaries: Vec::new(),
+    };
+    for u in &audited {
+        let cx = lint::Context {
+            root,
+            accounts: &accounts,
+            spec: None,
+            users: &users,
+            host: &host,
+        };
+        let mut res = empty_result(args);
+        res.findings = unit_findings(u);
+        let (f, ov) = lint::lint(u, &cx);
+        res.findings.extend(f);
+        res.overrides_systemd_analyze = ov;
+        if let Some((src, required)) = &obs {
+            let (o, f) = observe::observe(&u.settings, &accounts, src, &[], *required);
+            res.observed = Some(o);
+            res.findings.extend(f);
+        }
+        res.unit = Some(u.report.clone());
+        let res = finish(args, res);
+        let label = u.report.name.clone();
+        em.emit(None, &label, res)?;
+    }
+    em.finish()
+}
+
 /// Run rip-audit over parsed arguments.
-pub fn run(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> anyhow::Result<Exit> {
+pub fn run(args: &cli::Cli, stdin: impl Read, stdout: impl Write) -> anyhow::Result<Exit> {
     let root = args.system.root();
-    let mut all_ok = true;
+    let out = std::io::BufWriter::with_capacity(1 << 16, stdout);
     if !args.units.is_empty() {
-        let mut results = Vec::new();
-        for path in &args.units {
-            let audited = audit_unit_file(&root, path)
-                .with_context(|| format!("cannot audit {path:?}"))?;
-            results.push(audited);
-        }
-        for u in results {
-            let mut res = empty_result(args);
-            res.findings = unit_findings(&u);
-            res.unit = Some(u.report);
-            let res = finish(args, res);
-            all_ok &= res.ok;
-            let line = serde_json::json!({ KEY: res });
-            serde_json::to_writer(&mut stdout, &line)?;
-            stdout.write_all(b"\n")?;
-        }
-        return Ok(if all_ok { Exit::Ok } else { Exit::Negative });
+        return run_units(args, &root, out);
     }
     let records = args.input.records(stdin)?;
+    let accounts = rip_core::accounts::Accounts::load(&root)?;
+    let host = lint::HostFeatures::probe(&root, args.cgroup_dir.as_deref());
+    let obs = observe_sources(args, &root);
+    let fleet: Vec<&rip_core::AppSpec> = records.iter().map(|r| &r.spec).collect();
+
+    // Load every unit first, so that shared users are seen across the fleet.
+    let mut units: Vec<Option<AuditedUnit>> = Vec::new();
     for r in &records {
-        let path: PathBuf = root.join(args.unit_dir.join(format!("{}.service", r.spec.name)));
-        let mut res = empty_result(args);
-        if path.exists() {
-            let u = audit_unit_file(&root, &path)?;
-            res.findings = unit_findings(&u);
-            res.unit = Some(u.report);
-        }
-        let res = finish(args, res);
-        all_ok &= res.ok;
-        rip_core::write_record(&mut stdout, r, KEY, &res)?;
+        let path = unit_path(args, &root, r);
+        units.push(if path.exists() {
+            Some(audit_unit_file(&root, &path)?)
+        } else {
+            None
+        });
     }
-    Ok(if all_ok { Exit::Ok } else { Exit::Negative })
+    let refs: Vec<&AuditedUnit> = units.iter().flatten().collect();
+    let users = users_of_units(&root, &args.unit_dir, &refs);
+    let mut em = Emitter {
+        args,
+        out,
+        all_ok: true,
+        summaries: Vec::new(),
+    };
+    for (r, u) in records.iter().zip(&units) {
+        let mut res = empty_result(args);
+        let mut unit_env = Vec::new();
+        match u {
+            Some(u) => {
+                let cx = lint::Context {
+                    root: &root,
+                    accounts: &accounts,
+                    spec: Some(&r.spec),
+                    users: &users,
+                    host: &host,
+                };
+                res.findings = unit_findings(u);
+                let (f, ov) = lint::lint(u, &cx);
+                res.findings.extend(f);
+                res.overrides_systemd_analyze = ov;
+                unit_env = env_files(&u.settings);
+                if let Some((src, required)) = &obs {
+                    let paths = vec![
+                        r.spec.home.display().to_string(),
+                        r.spec.data_dir().display().to_string(),
+                    ];
+                    let (o, f) = observe::observe(&u.settings, &accounts, src, &paths, *required);
+                    res.observed = Some(o);
+                    res.findings.extend(f);
+                }
+                res.unit = Some(u.report.clone());
+            }
+            None => res.findings.push(Finding::new(
+                "UNIT_MISSING",
+                Severity::High,
+                format!("no unit file for {}", r.spec.name),
+                serde_json::json!({"path": root.strip(&unit_path(args, &root, r))}),
+                "run rip-unit to write it",
+            )),
+        }
+        let (m, f) = isolation::audit_app(
+            &root,
+            &accounts,
+            &r.spec,
+            &fleet,
+            &args.backup_user,
+            &unit_env,
+        );
+        res.matrix = Some(m);
+        res.findings.extend(f);
+        let res = finish(args, res);
+        em.emit(Some(r), &r.spec.name, res)?;
+    }
+    em.finish()
+}
+
+/// Where the app's unit is: `rip_unit.path` from the record when rip-unit
+/// ran earlier in the pipeline, else `<unit-dir>/<name>.service`.
+fn unit_path(args: &cli::Cli, root: &Root, r: &rip_core::Record) -> PathBuf {
+    let from_unit = r
+        .result_of("rip_unit")
+        .and_then(|v| v.get("path").or_else(|| v.get("unit_path")))
+        .and_then(|v| v.as_str())
+        .filter(|p| p.ends_with(".service"));
+    match from_unit {
+        Some(p) if Path::new(p).starts_with(root.dir()) && !root.is_host() => PathBuf::from(p),
+        Some(p) => root.join(p),
+        None => root.join(args.unit_dir.join(format!("{}.service", r.spec.name))),
+    }
 }

@@ -176,19 +176,103 @@ const ARCHS: &[&str] = &[
 ];
 
 const ERRNO_NAMES: &[&str] = &[
-    "EPERM", "ENOENT", "ESRCH", "EINTR", "EIO", "ENXIO", "E2BIG", "ENOEXEC", "EBADF", "ECHILD",
-    "EAGAIN", "ENOMEM", "EACCES", "EFAULT", "ENOTBLK", "EBUSY", "EEXIST", "EXDEV", "ENODEV",
-    "ENOTDIR", "EISDIR", "EINVAL", "ENFILE", "EMFILE", "ENOTTY", "ETXTBSY", "EFBIG", "ENOSPC",
-    "ESPIPE", "EROFS", "EMLINK", "EPIPE", "EDOM", "ERANGE", "EDEADLK", "ENAMETOOLONG", "ENOLCK",
-    "ENOSYS", "ENOTEMPTY", "ELOOP", "EWOULDBLOCK", "ENOMSG", "EIDRM", "ENOTSUP", "EOPNOTSUPP",
-    "EAFNOSUPPORT", "EPROTONOSUPPORT", "ECONNREFUSED", "ENOTCONN", "ETIMEDOUT", "EHOSTUNREACH",
-    "EADDRINUSE", "EADDRNOTAVAIL", "ENETDOWN", "ENETUNREACH", "ECONNRESET", "ENOBUFS",
-    "EISCONN", "EALREADY", "EINPROGRESS", "ESTALE", "EDQUOT", "ECANCELED", "EOWNERDEAD",
-    "ENOTRECOVERABLE", "ERFKILL", "EHWPOISON", "ENOTSOCK", "EDESTADDRREQ", "EMSGSIZE",
-    "EPROTOTYPE", "ENOPROTOOPT", "ESOCKTNOSUPPORT", "EPFNOSUPPORT", "ENETRESET",
-    "ECONNABORTED", "ESHUTDOWN", "ETOOMANYREFS", "EHOSTDOWN", "EUSERS", "ENODATA", "ETIME",
-    "ENOSR", "ENOLINK", "EPROTO", "EBADMSG", "EOVERFLOW", "EILSEQ", "ENOKEY", "EKEYEXPIRED",
-    "EKEYREVOKED", "EKEYREJECTED", "ENOMEDIUM", "EMEDIUMTYPE", "EREMOTE", "ECOMM", "ENOSTR",
+    "EPERM",
+    "ENOENT",
+    "ESRCH",
+    "EINTR",
+    "EIO",
+    "ENXIO",
+    "E2BIG",
+    "ENOEXEC",
+    "EBADF",
+    "ECHILD",
+    "EAGAIN",
+    "ENOMEM",
+    "EACCES",
+    "EFAULT",
+    "ENOTBLK",
+    "EBUSY",
+    "EEXIST",
+    "EXDEV",
+    "ENODEV",
+    "ENOTDIR",
+    "EISDIR",
+    "EINVAL",
+    "ENFILE",
+    "EMFILE",
+    "ENOTTY",
+    "ETXTBSY",
+    "EFBIG",
+    "ENOSPC",
+    "ESPIPE",
+    "EROFS",
+    "EMLINK",
+    "EPIPE",
+    "EDOM",
+    "ERANGE",
+    "EDEADLK",
+    "ENAMETOOLONG",
+    "ENOLCK",
+    "ENOSYS",
+    "ENOTEMPTY",
+    "ELOOP",
+    "EWOULDBLOCK",
+    "ENOMSG",
+    "EIDRM",
+    "ENOTSUP",
+    "EOPNOTSUPP",
+    "EAFNOSUPPORT",
+    "EPROTONOSUPPORT",
+    "ECONNREFUSED",
+    "ENOTCONN",
+    "ETIMEDOUT",
+    "EHOSTUNREACH",
+    "EADDRINUSE",
+    "EADDRNOTAVAIL",
+    "ENETDOWN",
+    "ENETUNREACH",
+    "ECONNRESET",
+    "ENOBUFS",
+    "EISCONN",
+    "EALREADY",
+    "EINPROGRESS",
+    "ESTALE",
+    "EDQUOT",
+    "ECANCELED",
+    "EOWNERDEAD",
+    "ENOTRECOVERABLE",
+    "ERFKILL",
+    "EHWPOISON",
+    "ENOTSOCK",
+    "EDESTADDRREQ",
+    "EMSGSIZE",
+    "EPROTOTYPE",
+    "ENOPROTOOPT",
+    "ESOCKTNOSUPPORT",
+    "EPFNOSUPPORT",
+    "ENETRESET",
+    "ECONNABORTED",
+    "ESHUTDOWN",
+    "ETOOMANYREFS",
+    "EHOSTDOWN",
+    "EUSERS",
+    "ENODATA",
+    "ETIME",
+    "ENOSR",
+    "ENOLINK",
+    "EPROTO",
+    "EBADMSG",
+    "EOVERFLOW",
+    "EILSEQ",
+    "ENOKEY",
+    "EKEYEXPIRED",
+    "EKEYREVOKED",
+    "EKEYREJECTED",
+    "ENOMEDIUM",
+    "EMEDIUMTYPE",
+    "EREMOTE",
+    "ECOMM",
+    "ENOSTR",
 ];
 
 /// `ProtectHome=`.
@@ -234,11 +318,7 @@ impl Prefix {
     fn masked(v: u8, mut addr: Vec<u8>, len: u8) -> Self {
         for (i, b) in addr.iter_mut().enumerate() {
             let bits = (len as usize).saturating_sub(i * 8).min(8);
-            let mask = if bits == 0 {
-                0u8
-            } else {
-                0xffu8 << (8 - bits)
-            };
+            let mask = if bits == 0 { 0u8 } else { 0xffu8 << (8 - bits) };
             *b &= mask;
         }
         Prefix { v, addr, len }
@@ -388,10 +468,14 @@ pub fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
+/// An unbalanced quote or a trailing backslash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadQuoting;
+
 /// Split words like systemd's `extract_first_word` (whitespace separated,
 /// optional quote removal and backslash escapes). `Err` on an unbalanced
 /// quote.
-pub fn words(s: &str, unquote: bool) -> Result<Vec<String>, ()> {
+pub fn words(s: &str, unquote: bool) -> Result<Vec<String>, BadQuoting> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
@@ -404,7 +488,7 @@ pub fn words(s: &str, unquote: bool) -> Result<Vec<String>, ()> {
             } else if c == '\\' {
                 match chars.next() {
                     Some(n) => cur.push(n),
-                    None => return Err(()),
+                    None => return Err(BadQuoting),
                 }
             } else {
                 cur.push(c);
@@ -427,7 +511,7 @@ pub fn words(s: &str, unquote: bool) -> Result<Vec<String>, ()> {
                     }
                     cur.push(n)
                 }
-                None => return Err(()),
+                None => return Err(BadQuoting),
             }
         } else if unquote && (c == '"' || c == '\'') {
             quote = Some(c);
@@ -436,7 +520,7 @@ pub fn words(s: &str, unquote: bool) -> Result<Vec<String>, ()> {
         }
     }
     if quote.is_some() {
-        return Err(());
+        return Err(BadQuoting);
     }
     if in_word {
         out.push(cur);
@@ -629,7 +713,9 @@ impl Settings {
                 None => self.ignore(a, "not a boolean", true),
             },
             ("Service", "Type") => {
-                const T: &[&str] = &["simple", "exec", "forking", "oneshot", "dbus", "notify", "idle"];
+                const T: &[&str] = &[
+                    "simple", "exec", "forking", "oneshot", "dbus", "notify", "idle",
+                ];
                 if T.contains(&v) {
                     self.service_type = v.to_owned();
                 } else {
@@ -760,17 +846,11 @@ impl Settings {
                     ));
                 }
             }
-            ("Service", "MountImages") => {
-                if v.is_empty() {
-                    self.mount_images = false;
-                } else {
-                    self.mount_images = true;
-                }
-            }
-            ("Service", "LoadCredentialEncrypted") | ("Service", "SetCredentialEncrypted") => {
-                if !v.is_empty() {
-                    self.encrypted_credentials = true;
-                }
+            ("Service", "MountImages") => self.mount_images = !v.is_empty(),
+            ("Service", "LoadCredentialEncrypted") | ("Service", "SetCredentialEncrypted")
+                if !v.is_empty() =>
+            {
+                self.encrypted_credentials = true;
             }
             ("Service", "CapabilityBoundingSet") | ("Service", "AmbientCapabilities") => {
                 self.apply_caps(a);
@@ -783,7 +863,9 @@ impl Settings {
                 }
             }
             ("Service", "KeyringMode") => {
-                self.set_enum(a, &["inherit", "private", "shared"], |s| &mut s.keyring_mode)
+                self.set_enum(a, &["inherit", "private", "shared"], |s| {
+                    &mut s.keyring_mode
+                })
             }
             ("Service", "ProtectProc") => self.set_enum(
                 a,
@@ -791,12 +873,14 @@ impl Settings {
                 |s| &mut s.protect_proc,
             ),
             ("Service", "ProcSubset") => self.set_enum(a, &["all", "pid"], |s| &mut s.proc_subset),
-            ("Service", "NotifyAccess") => self.set_enum(a, &["none", "main", "exec", "all"], |s| {
-                &mut s.notify_access
-            }),
-            ("Service", "DevicePolicy") => self.set_enum(a, &["auto", "closed", "strict"], |s| {
-                &mut s.device_policy
-            }),
+            ("Service", "NotifyAccess") => {
+                self.set_enum(a, &["none", "main", "exec", "all"], |s| {
+                    &mut s.notify_access
+                })
+            }
+            ("Service", "DevicePolicy") => {
+                self.set_enum(a, &["auto", "closed", "strict"], |s| &mut s.device_policy)
+            }
             ("Service", "RestrictNamespaces") => self.apply_namespaces(a),
             ("Service", "RestrictAddressFamilies") => self.apply_families(a),
             ("Service", "SystemCallArchitectures") => {
@@ -951,7 +1035,7 @@ impl Settings {
         }
         let ws = match words(rest, true) {
             Ok(ws) => ws,
-            Err(()) => {
+            Err(BadQuoting) => {
                 self.ignore(a, "invalid quoting", true);
                 return;
             }
@@ -963,7 +1047,7 @@ impl Settings {
             };
             let allow = self.af_allow_list;
             if let Some(set) = self.af_set.as_mut() {
-                if !invert == allow {
+                if invert != allow {
                     set.insert(af);
                 } else {
                     set.remove(&af);
@@ -991,7 +1075,7 @@ impl Settings {
             } else {
                 self.syscall_allow_list = true;
                 for n in t.expand_all("@default") {
-                    f.insert(n, -1);
+                    f.insert(n.clone(), -1);
                 }
             }
             self.syscall_filter = Some(f);
@@ -1022,7 +1106,7 @@ impl Settings {
                     self.ignore(a, format!("unknown system call group {name:?}"), false);
                     continue;
                 }
-                t.expand_all(&name).into_iter().collect()
+                t.expand_all(&name).to_vec()
             } else {
                 if !t.is_known_syscall(&name) {
                     self.ignore(a, format!("unknown system call {name:?}"), false);
@@ -1030,7 +1114,7 @@ impl Settings {
                 }
                 vec![name]
             };
-            let put = (!invert == allow_list) || (invert && allow_list && num >= 0);
+            let put = (invert != allow_list) || (invert && allow_list && num >= 0);
             if let Some(f) = self.syscall_filter.as_mut() {
                 for n in names {
                     if put {
@@ -1265,7 +1349,9 @@ mod tests {
 
     #[test]
     fn allow_list_starts_with_default_and_errno_removes() {
-        let s = load("[Service]\nSystemCallFilter=@system-service\nSystemCallFilter=~@privileged:EPERM\n");
+        let s = load(
+            "[Service]\nSystemCallFilter=@system-service\nSystemCallFilter=~@privileged:EPERM\n",
+        );
 
         let f = s.syscall_filter.unwrap();
         assert!(s.syscall_allow_list);

@@ -2,6 +2,8 @@
 //! `systemd-analyze security --offline=true` computes them. Rows are keyed
 //! by `json_field`; see `AUDIT-SCORING.md` for the rules.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::model::{cap_from_name, ProtectHome, ProtectSystem, Settings, NAMESPACES};
@@ -60,7 +62,13 @@ pub struct Check {
     rule: Rule,
 }
 
-const fn c(id: &'static str, json_field: &'static str, weight: u64, range: u64, rule: Rule) -> Check {
+const fn c(
+    id: &'static str,
+    json_field: &'static str,
+    weight: u64,
+    range: u64,
+    rule: Rule,
+) -> Check {
     Check {
         id,
         json_field,
@@ -83,50 +91,307 @@ use Rule::*;
 /// The checks in systemd's table order.
 pub const CHECKS: &[Check] = &[
     c("User=/DynamicUser=", "UserOrDynamicUser", 2000, 10, User),
-    c("SupplementaryGroups=", "SupplementaryGroups", 200, 1, SupplementaryGroups),
-    c("PrivateDevices=", "PrivateDevices", 1000, 1, Bool("PrivateDevices")),
-    c("PrivateMounts=", "PrivateMounts", 1000, 1, Bool("PrivateMounts")),
-    c("PrivateNetwork=", "PrivateNetwork", 2500, 1, Bool("PrivateNetwork")),
+    c(
+        "SupplementaryGroups=",
+        "SupplementaryGroups",
+        200,
+        1,
+        SupplementaryGroups,
+    ),
+    c(
+        "PrivateDevices=",
+        "PrivateDevices",
+        1000,
+        1,
+        Bool("PrivateDevices"),
+    ),
+    c(
+        "PrivateMounts=",
+        "PrivateMounts",
+        1000,
+        1,
+        Bool("PrivateMounts"),
+    ),
+    c(
+        "PrivateNetwork=",
+        "PrivateNetwork",
+        2500,
+        1,
+        Bool("PrivateNetwork"),
+    ),
     dd(c("PrivateTmp=", "PrivateTmp", 1000, 1, Bool("PrivateTmp"))),
-    c("PrivateUsers=", "PrivateUsers", 1000, 1, Bool("PrivateUsers")),
-    c("ProtectControlGroups=", "ProtectControlGroups", 1000, 1, Bool("ProtectControlGroups")),
-    c("ProtectKernelModules=", "ProtectKernelModules", 1000, 1, Bool("ProtectKernelModules")),
-    c("ProtectKernelTunables=", "ProtectKernelTunables", 1000, 1, Bool("ProtectKernelTunables")),
-    c("ProtectKernelLogs=", "ProtectKernelLogs", 1000, 1, Bool("ProtectKernelLogs")),
-    c("ProtectClock=", "ProtectClock", 1000, 1, Bool("ProtectClock")),
+    c(
+        "PrivateUsers=",
+        "PrivateUsers",
+        1000,
+        1,
+        Bool("PrivateUsers"),
+    ),
+    c(
+        "ProtectControlGroups=",
+        "ProtectControlGroups",
+        1000,
+        1,
+        Bool("ProtectControlGroups"),
+    ),
+    c(
+        "ProtectKernelModules=",
+        "ProtectKernelModules",
+        1000,
+        1,
+        Bool("ProtectKernelModules"),
+    ),
+    c(
+        "ProtectKernelTunables=",
+        "ProtectKernelTunables",
+        1000,
+        1,
+        Bool("ProtectKernelTunables"),
+    ),
+    c(
+        "ProtectKernelLogs=",
+        "ProtectKernelLogs",
+        1000,
+        1,
+        Bool("ProtectKernelLogs"),
+    ),
+    c(
+        "ProtectClock=",
+        "ProtectClock",
+        1000,
+        1,
+        Bool("ProtectClock"),
+    ),
     dd(c("ProtectHome=", "ProtectHome", 1000, 10, ProtectHome)),
-    c("ProtectHostname=", "ProtectHostname", 50, 1, Bool("ProtectHostname")),
-    dd(c("ProtectSystem=", "ProtectSystem", 1000, 10, ProtectSystem)),
-    dd(c("RootDirectory=/RootImage=", "RootDirectoryOrRootImage", 200, 1, RootDirectory)),
-    c("LockPersonality=", "LockPersonality", 100, 1, Bool("LockPersonality")),
-    c("MemoryDenyWriteExecute=", "MemoryDenyWriteExecute", 100, 1, Bool("MemoryDenyWriteExecute")),
-    c("NoNewPrivileges=", "NoNewPrivileges", 1000, 1, Bool("NoNewPrivileges")),
-    c("CapabilityBoundingSet=~CAP_SYS_ADMIN", "CapabilityBoundingSet_CAP_SYS_ADMIN", 1500, 1, Caps(&["CAP_SYS_ADMIN"])),
-    c("CapabilityBoundingSet=~CAP_SET(UID|GID|PCAP)", "CapabilityBoundingSet_CAP_SET_UID_GID_PCAP", 1500, 1, Caps(&["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"])),
-    c("CapabilityBoundingSet=~CAP_SYS_PTRACE", "CapabilityBoundingSet_CAP_SYS_PTRACE", 1500, 1, Caps(&["CAP_SYS_PTRACE"])),
-    c("CapabilityBoundingSet=~CAP_SYS_TIME", "CapabilityBoundingSet_CAP_SYS_TIME", 1000, 1, Caps(&["CAP_SYS_TIME"])),
-    c("CapabilityBoundingSet=~CAP_NET_ADMIN", "CapabilityBoundingSet_CAP_NET_ADMIN", 1000, 1, Caps(&["CAP_NET_ADMIN"])),
-    c("CapabilityBoundingSet=~CAP_SYS_RAWIO", "CapabilityBoundingSet_CAP_SYS_RAWIO", 1000, 1, Caps(&["CAP_SYS_RAWIO"])),
-    c("CapabilityBoundingSet=~CAP_SYS_MODULE", "CapabilityBoundingSet_CAP_SYS_MODULE", 1000, 1, Caps(&["CAP_SYS_MODULE"])),
-    c("CapabilityBoundingSet=~CAP_AUDIT_*", "CapabilityBoundingSet_CAP_AUDIT", 500, 1, Caps(&["CAP_AUDIT_CONTROL", "CAP_AUDIT_READ", "CAP_AUDIT_WRITE"])),
-    c("CapabilityBoundingSet=~CAP_SYSLOG", "CapabilityBoundingSet_CAP_SYSLOG", 500, 1, Caps(&["CAP_SYSLOG"])),
-    c("CapabilityBoundingSet=~CAP_SYS_(NICE|RESOURCE)", "CapabilityBoundingSet_CAP_SYS_NICE_RESOURCE", 500, 1, Caps(&["CAP_SYS_NICE", "CAP_SYS_RESOURCE"])),
-    c("CapabilityBoundingSet=~CAP_MKNOD", "CapabilityBoundingSet_CAP_MKNOD", 500, 1, Caps(&["CAP_MKNOD"])),
-    c("CapabilityBoundingSet=~CAP_(CHOWN|FSETID|SETFCAP)", "CapabilityBoundingSet_CAP_CHOWN_FSETID_SETFCAP", 1000, 1, Caps(&["CAP_CHOWN", "CAP_FSETID", "CAP_SETFCAP"])),
-    c("CapabilityBoundingSet=~CAP_(DAC_*|FOWNER|IPC_OWNER)", "CapabilityBoundingSet_CAP_DAC_FOWNER_IPC_OWNER", 1000, 1, Caps(&["CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_IPC_OWNER"])),
-    c("CapabilityBoundingSet=~CAP_KILL", "CapabilityBoundingSet_CAP_KILL", 500, 1, Caps(&["CAP_KILL"])),
-    c("CapabilityBoundingSet=~CAP_NET_(BIND_SERVICE|BROADCAST|RAW)", "CapabilityBoundingSet_CAP_NET_BIND_SERVICE_BROADCAST_RAW)", 500, 1, Caps(&["CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_RAW"])),
-    c("CapabilityBoundingSet=~CAP_SYS_BOOT", "CapabilityBoundingSet_CAP_SYS_BOOT", 100, 1, Caps(&["CAP_SYS_BOOT"])),
-    c("CapabilityBoundingSet=~CAP_MAC_*", "CapabilityBoundingSet_CAP_MAC", 100, 1, Caps(&["CAP_MAC_ADMIN", "CAP_MAC_OVERRIDE"])),
-    c("CapabilityBoundingSet=~CAP_LINUX_IMMUTABLE", "CapabilityBoundingSet_CAP_LINUX_IMMUTABLE", 75, 1, Caps(&["CAP_LINUX_IMMUTABLE"])),
-    c("CapabilityBoundingSet=~CAP_IPC_LOCK", "CapabilityBoundingSet_CAP_IPC_LOCK", 50, 1, Caps(&["CAP_IPC_LOCK"])),
-    c("CapabilityBoundingSet=~CAP_SYS_CHROOT", "CapabilityBoundingSet_CAP_SYS_CHROOT", 50, 1, Caps(&["CAP_SYS_CHROOT"])),
-    c("CapabilityBoundingSet=~CAP_BLOCK_SUSPEND", "CapabilityBoundingSet_CAP_BLOCK_SUSPEND", 25, 1, Caps(&["CAP_BLOCK_SUSPEND"])),
-    c("CapabilityBoundingSet=~CAP_WAKE_ALARM", "CapabilityBoundingSet_CAP_WAKE_ALARM", 25, 1, Caps(&["CAP_WAKE_ALARM"])),
-    c("CapabilityBoundingSet=~CAP_LEASE", "CapabilityBoundingSet_CAP_LEASE", 25, 1, Caps(&["CAP_LEASE"])),
-    c("CapabilityBoundingSet=~CAP_SYS_TTY_CONFIG", "CapabilityBoundingSet_CAP_SYS_TTY_CONFIG", 25, 1, Caps(&["CAP_SYS_TTY_CONFIG"])),
-    c("CapabilityBoundingSet=~CAP_SYS_PACCT", "CapabilityBoundingSet_CAP_SYS_PACCT", 25, 1, Caps(&["CAP_SYS_PACCT"])),
-    c("CapabilityBoundingSet=~CAP_BPF", "CapabilityBoundingSet_CAP_BPF", 25, 1, Caps(&["CAP_BPF"])),
+    c(
+        "ProtectHostname=",
+        "ProtectHostname",
+        50,
+        1,
+        Bool("ProtectHostname"),
+    ),
+    dd(c(
+        "ProtectSystem=",
+        "ProtectSystem",
+        1000,
+        10,
+        ProtectSystem,
+    )),
+    dd(c(
+        "RootDirectory=/RootImage=",
+        "RootDirectoryOrRootImage",
+        200,
+        1,
+        RootDirectory,
+    )),
+    c(
+        "LockPersonality=",
+        "LockPersonality",
+        100,
+        1,
+        Bool("LockPersonality"),
+    ),
+    c(
+        "MemoryDenyWriteExecute=",
+        "MemoryDenyWriteExecute",
+        100,
+        1,
+        Bool("MemoryDenyWriteExecute"),
+    ),
+    c(
+        "NoNewPrivileges=",
+        "NoNewPrivileges",
+        1000,
+        1,
+        Bool("NoNewPrivileges"),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_SYS_ADMIN",
+        "CapabilityBoundingSet_CAP_SYS_ADMIN",
+        1500,
+        1,
+        Caps(&["CAP_SYS_ADMIN"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_SET(UID|GID|PCAP)",
+        "CapabilityBoundingSet_CAP_SET_UID_GID_PCAP",
+        1500,
+        1,
+        Caps(&["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_SYS_PTRACE",
+        "CapabilityBoundingSet_CAP_SYS_PTRACE",
+        1500,
+        1,
+        Caps(&["CAP_SYS_PTRACE"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_SYS_TIME",
+        "CapabilityBoundingSet_CAP_SYS_TIME",
+        1000,
+        1,
+        Caps(&["CAP_SYS_TIME"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_NET_ADMIN",
+        "CapabilityBoundingSet_CAP_NET_ADMIN",
+        1000,
+        1,
+        Caps(&["CAP_NET_ADMIN"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_SYS_RAWIO",
+        "CapabilityBoundingSet_CAP_SYS_RAWIO",
+        1000,
+        1,
+        Caps(&["CAP_SYS_RAWIO"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_SYS_MODULE",
+        "CapabilityBoundingSet_CAP_SYS_MODULE",
+        1000,
+        1,
+        Caps(&["CAP_SYS_MODULE"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_AUDIT_*",
+        "CapabilityBoundingSet_CAP_AUDIT",
+        500,
+        1,
+        Caps(&["CAP_AUDIT_CONTROL", "CAP_AUDIT_READ", "CAP_AUDIT_WRITE"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_SYSLOG",
+        "CapabilityBoundingSet_CAP_SYSLOG",
+        500,
+        1,
+        Caps(&["CAP_SYSLOG"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_SYS_(NICE|RESOURCE)",
+        "CapabilityBoundingSet_CAP_SYS_NICE_RESOURCE",
+        500,
+        1,
+        Caps(&["CAP_SYS_NICE", "CAP_SYS_RESOURCE"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_MKNOD",
+        "CapabilityBoundingSet_CAP_MKNOD",
+        500,
+        1,
+        Caps(&["CAP_MKNOD"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_(CHOWN|FSETID|SETFCAP)",
+        "CapabilityBoundingSet_CAP_CHOWN_FSETID_SETFCAP",
+        1000,
+        1,
+        Caps(&["CAP_CHOWN", "CAP_FSETID", "CAP_SETFCAP"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_(DAC_*|FOWNER|IPC_OWNER)",
+        "CapabilityBoundingSet_CAP_DAC_FOWNER_IPC_OWNER",
+        1000,
+        1,
+        Caps(&[
+            "CAP_DAC_OVERRIDE",
+            "CAP_DAC_READ_SEARCH",
+            "CAP_FOWNER",
+            "CAP_IPC_OWNER",
+        ]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_KILL",
+        "CapabilityBoundingSet_CAP_KILL",
+        500,
+        1,
+        Caps(&["CAP_KILL"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_NET_(BIND_SERVICE|BROADCAST|RAW)",
+        "CapabilityBoundingSet_CAP_NET_BIND_SERVICE_BROADCAST_RAW)",
+        500,
+        1,
+        Caps(&["CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_RAW"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_SYS_BOOT",
+        "CapabilityBoundingSet_CAP_SYS_BOOT",
+        100,
+        1,
+        Caps(&["CAP_SYS_BOOT"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_MAC_*",
+        "CapabilityBoundingSet_CAP_MAC",
+        100,
+        1,
+        Caps(&["CAP_MAC_ADMIN", "CAP_MAC_OVERRIDE"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_LINUX_IMMUTABLE",
+        "CapabilityBoundingSet_CAP_LINUX_IMMUTABLE",
+        75,
+        1,
+        Caps(&["CAP_LINUX_IMMUTABLE"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_IPC_LOCK",
+        "CapabilityBoundingSet_CAP_IPC_LOCK",
+        50,
+        1,
+        Caps(&["CAP_IPC_LOCK"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_SYS_CHROOT",
+        "CapabilityBoundingSet_CAP_SYS_CHROOT",
+        50,
+        1,
+        Caps(&["CAP_SYS_CHROOT"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_BLOCK_SUSPEND",
+        "CapabilityBoundingSet_CAP_BLOCK_SUSPEND",
+        25,
+        1,
+        Caps(&["CAP_BLOCK_SUSPEND"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_WAKE_ALARM",
+        "CapabilityBoundingSet_CAP_WAKE_ALARM",
+        25,
+        1,
+        Caps(&["CAP_WAKE_ALARM"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_LEASE",
+        "CapabilityBoundingSet_CAP_LEASE",
+        25,
+        1,
+        Caps(&["CAP_LEASE"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_SYS_TTY_CONFIG",
+        "CapabilityBoundingSet_CAP_SYS_TTY_CONFIG",
+        25,
+        1,
+        Caps(&["CAP_SYS_TTY_CONFIG"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_SYS_PACCT",
+        "CapabilityBoundingSet_CAP_SYS_PACCT",
+        25,
+        1,
+        Caps(&["CAP_SYS_PACCT"]),
+    ),
+    c(
+        "CapabilityBoundingSet=~CAP_BPF",
+        "CapabilityBoundingSet_CAP_BPF",
+        25,
+        1,
+        Caps(&["CAP_BPF"]),
+    ),
     c("UMask=", "UMask", 100, 10, Umask),
     c("KeyringMode=", "KeyringMode", 1000, 1, KeyringMode),
     c("ProtectProc=", "ProtectProc", 1000, 3, ProtectProc),
@@ -134,35 +399,197 @@ pub const CHECKS: &[Check] = &[
     c("NotifyAccess=", "NotifyAccess", 1000, 1, NotifyAccess),
     c("RemoveIPC=", "RemoveIPC", 100, 1, RemoveIpc),
     c("Delegate=", "Delegate", 100, 1, BoolInverted("Delegate")),
-    c("RestrictRealtime=", "RestrictRealtime", 500, 1, Bool("RestrictRealtime")),
-    c("RestrictSUIDSGID=", "RestrictSUIDSGID", 1000, 1, Bool("RestrictSUIDSGID")),
-    c("RestrictNamespaces=~user", "RestrictNamespaces_user", 1500, 1, Namespace("user")),
-    c("RestrictNamespaces=~mnt", "RestrictNamespaces_mnt", 500, 1, Namespace("mnt")),
-    c("RestrictNamespaces=~ipc", "RestrictNamespaces_ipc", 500, 1, Namespace("ipc")),
-    c("RestrictNamespaces=~pid", "RestrictNamespaces_pid", 500, 1, Namespace("pid")),
-    c("RestrictNamespaces=~cgroup", "RestrictNamespaces_cgroup", 500, 1, Namespace("cgroup")),
-    c("RestrictNamespaces=~net", "RestrictNamespaces_net", 500, 1, Namespace("net")),
-    c("RestrictNamespaces=~uts", "RestrictNamespaces_uts", 100, 1, Namespace("uts")),
-    c("RestrictAddressFamilies=~AF_(INET|INET6)", "RestrictAddressFamilies_AF_INET_INET6", 1500, 1, Family(Family::Inet)),
-    c("RestrictAddressFamilies=~AF_UNIX", "RestrictAddressFamilies_AF_UNIX", 25, 1, Family(Family::Unix)),
-    c("RestrictAddressFamilies=~AF_NETLINK", "RestrictAddressFamilies_AF_NETLINK", 200, 1, Family(Family::Netlink)),
-    c("RestrictAddressFamilies=~AF_PACKET", "RestrictAddressFamilies_AF_PACKET", 1000, 1, Family(Family::Packet)),
-    c("RestrictAddressFamilies=~…", "RestrictAddressFamilies_OTHER", 1250, 1, Family(Family::Other)),
-    c("SystemCallArchitectures=", "SystemCallArchitectures", 1000, 10, Archs),
-    c("SystemCallFilter=~@swap", "SystemCallFilter_swap", 1000, 10, Syscalls("@swap")),
-    c("SystemCallFilter=~@obsolete", "SystemCallFilter_obsolete", 250, 10, Syscalls("@obsolete")),
-    c("SystemCallFilter=~@clock", "SystemCallFilter_clock", 1000, 10, Syscalls("@clock")),
-    c("SystemCallFilter=~@cpu-emulation", "SystemCallFilter_cpu_emulation", 250, 10, Syscalls("@cpu-emulation")),
-    c("SystemCallFilter=~@debug", "SystemCallFilter_debug", 1000, 10, Syscalls("@debug")),
-    c("SystemCallFilter=~@mount", "SystemCallFilter_mount", 1000, 10, Syscalls("@mount")),
-    c("SystemCallFilter=~@module", "SystemCallFilter_module", 1000, 10, Syscalls("@module")),
-    c("SystemCallFilter=~@raw-io", "SystemCallFilter_raw_io", 1000, 10, Syscalls("@raw-io")),
-    c("SystemCallFilter=~@reboot", "SystemCallFilter_reboot", 1000, 10, Syscalls("@reboot")),
-    c("SystemCallFilter=~@privileged", "SystemCallFilter_privileged", 700, 10, Syscalls("@privileged")),
-    c("SystemCallFilter=~@resources", "SystemCallFilter_resources", 700, 10, Syscalls("@resources")),
+    c(
+        "RestrictRealtime=",
+        "RestrictRealtime",
+        500,
+        1,
+        Bool("RestrictRealtime"),
+    ),
+    c(
+        "RestrictSUIDSGID=",
+        "RestrictSUIDSGID",
+        1000,
+        1,
+        Bool("RestrictSUIDSGID"),
+    ),
+    c(
+        "RestrictNamespaces=~user",
+        "RestrictNamespaces_user",
+        1500,
+        1,
+        Namespace("user"),
+    ),
+    c(
+        "RestrictNamespaces=~mnt",
+        "RestrictNamespaces_mnt",
+        500,
+        1,
+        Namespace("mnt"),
+    ),
+    c(
+        "RestrictNamespaces=~ipc",
+        "RestrictNamespaces_ipc",
+        500,
+        1,
+        Namespace("ipc"),
+    ),
+    c(
+        "RestrictNamespaces=~pid",
+        "RestrictNamespaces_pid",
+        500,
+        1,
+        Namespace("pid"),
+    ),
+    c(
+        "RestrictNamespaces=~cgroup",
+        "RestrictNamespaces_cgroup",
+        500,
+        1,
+        Namespace("cgroup"),
+    ),
+    c(
+        "RestrictNamespaces=~net",
+        "RestrictNamespaces_net",
+        500,
+        1,
+        Namespace("net"),
+    ),
+    c(
+        "RestrictNamespaces=~uts",
+        "RestrictNamespaces_uts",
+        100,
+        1,
+        Namespace("uts"),
+    ),
+    c(
+        "RestrictAddressFamilies=~AF_(INET|INET6)",
+        "RestrictAddressFamilies_AF_INET_INET6",
+        1500,
+        1,
+        Family(Family::Inet),
+    ),
+    c(
+        "RestrictAddressFamilies=~AF_UNIX",
+        "RestrictAddressFamilies_AF_UNIX",
+        25,
+        1,
+        Family(Family::Unix),
+    ),
+    c(
+        "RestrictAddressFamilies=~AF_NETLINK",
+        "RestrictAddressFamilies_AF_NETLINK",
+        200,
+        1,
+        Family(Family::Netlink),
+    ),
+    c(
+        "RestrictAddressFamilies=~AF_PACKET",
+        "RestrictAddressFamilies_AF_PACKET",
+        1000,
+        1,
+        Family(Family::Packet),
+    ),
+    c(
+        "RestrictAddressFamilies=~…",
+        "RestrictAddressFamilies_OTHER",
+        1250,
+        1,
+        Family(Family::Other),
+    ),
+    c(
+        "SystemCallArchitectures=",
+        "SystemCallArchitectures",
+        1000,
+        10,
+        Archs,
+    ),
+    c(
+        "SystemCallFilter=~@swap",
+        "SystemCallFilter_swap",
+        1000,
+        10,
+        Syscalls("@swap"),
+    ),
+    c(
+        "SystemCallFilter=~@obsolete",
+        "SystemCallFilter_obsolete",
+        250,
+        10,
+        Syscalls("@obsolete"),
+    ),
+    c(
+        "SystemCallFilter=~@clock",
+        "SystemCallFilter_clock",
+        1000,
+        10,
+        Syscalls("@clock"),
+    ),
+    c(
+        "SystemCallFilter=~@cpu-emulation",
+        "SystemCallFilter_cpu_emulation",
+        250,
+        10,
+        Syscalls("@cpu-emulation"),
+    ),
+    c(
+        "SystemCallFilter=~@debug",
+        "SystemCallFilter_debug",
+        1000,
+        10,
+        Syscalls("@debug"),
+    ),
+    c(
+        "SystemCallFilter=~@mount",
+        "SystemCallFilter_mount",
+        1000,
+        10,
+        Syscalls("@mount"),
+    ),
+    c(
+        "SystemCallFilter=~@module",
+        "SystemCallFilter_module",
+        1000,
+        10,
+        Syscalls("@module"),
+    ),
+    c(
+        "SystemCallFilter=~@raw-io",
+        "SystemCallFilter_raw_io",
+        1000,
+        10,
+        Syscalls("@raw-io"),
+    ),
+    c(
+        "SystemCallFilter=~@reboot",
+        "SystemCallFilter_reboot",
+        1000,
+        10,
+        Syscalls("@reboot"),
+    ),
+    c(
+        "SystemCallFilter=~@privileged",
+        "SystemCallFilter_privileged",
+        700,
+        10,
+        Syscalls("@privileged"),
+    ),
+    c(
+        "SystemCallFilter=~@resources",
+        "SystemCallFilter_resources",
+        700,
+        10,
+        Syscalls("@resources"),
+    ),
     c("IPAddressDeny=", "IPAddressDeny", 1000, 10, IpAddress),
     c("DeviceAllow=", "DeviceAllow", 1000, 10, DeviceAllow),
-    c("AmbientCapabilities=", "AmbientCapabilities", 500, 1, Ambient),
+    c(
+        "AmbientCapabilities=",
+        "AmbientCapabilities",
+        500,
+        1,
+        Ambient,
+    ),
 ];
 
 /// One scored row.
@@ -201,7 +628,7 @@ fn privileged(s: &Settings) -> bool {
     match s.user.as_deref() {
         Some("0") | Some("root") => true,
         _ if s.dynamic_user => false,
-        u => u.is_none_or(str::is_empty),
+        u => u.map_or(true, str::is_empty),
     }
 }
 
@@ -212,9 +639,9 @@ fn badness(check: &Check, s: &Settings) -> Option<u64> {
             let user = s.user.as_deref();
             if user == Some("nobody") {
                 9
-            } else if s.dynamic_user && !matches!(user, Some("0") | Some("root")) {
-                0
-            } else if user.is_some_and(|u| !matches!(u, "0" | "root" | "")) {
+            } else if (s.dynamic_user && !matches!(user, Some("0") | Some("root")))
+                || user.is_some_and(|u| !matches!(u, "0" | "root" | ""))
+            {
                 0
             } else {
                 10
@@ -241,7 +668,7 @@ fn badness(check: &Check, s: &Settings) -> Option<u64> {
             ProtectSystem::No => 10,
         },
         RootDirectory => {
-            let root = |p: &Option<String>| p.as_deref().is_none_or(|p| p.is_empty() || p == "/");
+            let root = |p: &Option<String>| p.as_deref().map_or(true, |p| p.is_empty() || p == "/");
             b(root(&s.root_directory) && root(&s.root_image))
         }
         Caps(names) => {
@@ -352,24 +779,17 @@ fn family_restricted(s: &Settings, f: Family) -> bool {
 }
 
 fn syscall_badness(s: &Settings, group: &str) -> u64 {
-    let filter: Vec<&str> = match &s.syscall_filter {
-        Some(f) => f
-            .iter()
-            .filter(|(_, e)| !(s.syscall_allow_list && **e >= 0))
-            .map(|(n, _)| n.as_str())
-            .collect(),
-        None => Vec::new(),
-    };
-    if !s.syscall_allow_list && filter.is_empty() {
+    let allow_list = s.syscall_allow_list;
+    let empty = BTreeMap::new();
+    let filter = s.syscall_filter.as_ref().unwrap_or(&empty);
+    // Offline, errno-tagged entries of an allow-list count as not allowed.
+    let listed = |n: &str| filter.get(n).is_some_and(|e| !(allow_list && *e >= 0));
+    if !allow_list && !filter.keys().any(|n| listed(n)) {
         return 10;
     }
-    let set: std::collections::BTreeSet<&str> = filter.into_iter().collect();
     let members = syscalls::tables().resolvable(group);
-    let bad = members.is_some_and(|m| {
-        m.iter()
-            .any(|n| set.contains(n.as_str()) == s.syscall_allow_list)
-    });
-    match (s.syscall_allow_list, bad) {
+    let bad = members.is_some_and(|m| m.iter().any(|n| listed(n) == allow_list));
+    match (allow_list, bad) {
         (true, true) => 9,
         (true, false) => 0,
         (false, true) => 10,

@@ -197,55 +197,104 @@ fn dropin_dir_names(name: &str) -> Vec<String> {
     out
 }
 
-/// Find `file`'s drop-ins: in the directory of the file, then along the
-/// search path under `root`.
-pub fn locate(root: &Root, file: &Path) -> anyhow::Result<UnitFiles> {
-    let name = file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .with_context(|| format!("{file:?} has no usable file name"))?
-        .to_owned();
-    if !name.ends_with(".service") {
-        bail!("{file:?}: only .service units can be audited");
-    }
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Some(parent) = file.parent() {
-        let parent = if parent.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            parent.to_path_buf()
-        };
-        dirs.push(parent);
-    }
-    for d in SEARCH_PATH {
-        let p = root.join(d);
-        if !dirs.contains(&p) {
-            dirs.push(p);
+/// Which `*.d` directories exist in each directory searched, listed once
+/// per run so that auditing many units does not probe every path.
+#[derive(Debug, Default)]
+pub struct DropinIndex {
+    dirs: BTreeMap<PathBuf, std::collections::BTreeSet<String>>,
+    search: Vec<PathBuf>,
+}
+
+impl DropinIndex {
+    /// Index the search path under `root` and the directories of `files`.
+    pub fn new(root: &Root, files: &[PathBuf]) -> Self {
+        let mut idx = DropinIndex::default();
+        for f in files {
+            let parent = parent_dir(f);
+            idx.add(parent);
         }
+        for d in SEARCH_PATH {
+            let p = root.join(d);
+            idx.search.push(p.clone());
+            idx.add(p);
+        }
+        idx
     }
-    let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for dir in &dirs {
-        for sub in dropin_dir_names(&name) {
-            let d = dir.join(&sub);
-            let Ok(rd) = fs::read_dir(&d) else { continue };
+
+    fn add(&mut self, dir: PathBuf) {
+        if self.dirs.contains_key(&dir) {
+            return;
+        }
+        let mut names = std::collections::BTreeSet::new();
+        if let Ok(rd) = fs::read_dir(&dir) {
             for e in rd.flatten() {
-                let fname = e.file_name().to_string_lossy().into_owned();
-                if !fname.ends_with(".conf") {
-                    continue;
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.ends_with(".d") {
+                    names.insert(n);
                 }
-                let p = e.path();
-                if !p.is_file() {
-                    continue;
-                }
-                by_name.entry(fname).or_insert(p);
             }
         }
+        self.dirs.insert(dir, names);
     }
-    Ok(UnitFiles {
-        name,
-        fragment: file.to_path_buf(),
-        dropins: by_name.into_values().collect(),
-    })
+
+    /// Find `file`'s drop-ins: in the directory of the file, then along the
+    /// search path.
+    pub fn locate(&self, file: &Path) -> anyhow::Result<UnitFiles> {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{file:?} has no usable file name"))?
+            .to_owned();
+        if !name.ends_with(".service") {
+            bail!("{file:?}: only .service units can be audited");
+        }
+        let mut dirs: Vec<PathBuf> = vec![parent_dir(file)];
+        for d in &self.search {
+            if !dirs.contains(d) {
+                dirs.push(d.clone());
+            }
+        }
+        let subs = dropin_dir_names(&name);
+        let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for dir in &dirs {
+            let present = self.dirs.get(dir);
+            for sub in &subs {
+                if present.is_some_and(|p| !p.contains(sub)) {
+                    continue;
+                }
+                let d = dir.join(sub);
+                let Ok(rd) = fs::read_dir(&d) else { continue };
+                for e in rd.flatten() {
+                    let fname = e.file_name().to_string_lossy().into_owned();
+                    if !fname.ends_with(".conf") {
+                        continue;
+                    }
+                    let p = e.path();
+                    if !p.is_file() {
+                        continue;
+                    }
+                    by_name.entry(fname).or_insert(p);
+                }
+            }
+        }
+        Ok(UnitFiles {
+            name,
+            fragment: file.to_path_buf(),
+            dropins: by_name.into_values().collect(),
+        })
+    }
+}
+
+fn parent_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Find `file`'s drop-ins (one-off; see [`DropinIndex`] for many units).
+pub fn locate(root: &Root, file: &Path) -> anyhow::Result<UnitFiles> {
+    DropinIndex::new(root, &[file.to_path_buf()]).locate(file)
 }
 
 /// Every assignment of the unit and its drop-ins, in application order,

@@ -16,7 +16,9 @@ const NA: u64 = u64::MAX;
 
 /// A fresh directory for one test, kept after the run for inspection.
 fn test_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rip-audit").join(name);
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("rip-audit")
+        .join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -202,7 +204,11 @@ fn differential(dir: &Path, files: &[PathBuf]) -> Vec<String> {
         }
         let shown = format!("{}.{}", want_score / 10, want_score % 10);
         if unit["exposure"].as_f64().map(|x| format!("{x:.1}")) != Some(shown.clone()) {
-            bad.push(format!("{}: exposure string {shown} vs {}", file.display(), unit["exposure"]));
+            bad.push(format!(
+                "{}: exposure string {shown} vs {}",
+                file.display(),
+                unit["exposure"]
+            ));
         }
     }
     bad

@@ -149,6 +149,19 @@ fn owner_of(st: &Stat) -> Owner {
     }
 }
 
+/// The directory being listed.
+struct Here<'d> {
+    fd: &'d Arc<OwnedFd>,
+    path: &'d [u8],
+    class: Class,
+    node: Option<usize>,
+    root: usize,
+    /// Whether the last file needed a change (then open before stat).
+    eager: bool,
+    /// Named subdirectories of the layout seen in it.
+    present: Vec<usize>,
+}
+
 /// One walker thread's state.
 struct Worker<'a> {
     ctx: &'a Ctx<'a>,
@@ -235,11 +248,17 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn check_fs(&mut self, st: &Stat, root: usize, path: &[u8], kind: &'static str) -> bool {
+    fn check_fs(
+        &mut self,
+        st: &Stat,
+        root: usize,
+        path: &dyn Fn() -> Vec<u8>,
+        kind: &'static str,
+    ) -> bool {
         let r = &self.ctx.roots[root];
         if st.dev != r.dev {
             self.out.refuse(
-                path,
+                &path(),
                 kind,
                 reason::OTHER_FS,
                 format!(
@@ -251,7 +270,7 @@ impl<'a> Worker<'a> {
         }
         if r.mnt_id != 0 && st.mnt_id != 0 && st.mnt_id != r.mnt_id {
             self.out.refuse(
-                path,
+                &path(),
                 kind,
                 reason::MOUNT_POINT,
                 format!(
@@ -309,7 +328,7 @@ impl<'a> Worker<'a> {
             }
         };
         self.out.counts.seen += 1;
-        if !self.check_fs(&st, root, &path, "dir") {
+        if !self.check_fs(&st, root, &|| path.clone(), "dir") {
             return;
         }
         let layout = self.ctx.layout;
@@ -317,13 +336,22 @@ impl<'a> Worker<'a> {
         self.fix(fd.as_fd(), false, &st, want, &path, "dir", class.as_str(), created);
 
         let dir = Arc::new(fd);
-        let mut present: Vec<usize> = Vec::new();
         let Some(mut reader) = self.reader.take() else {
             return self.out.fail(&path, "internal: directory buffer in use");
         };
+        let mut here = Here {
+            fd: &dir,
+            path: &path,
+            class,
+            node,
+            root,
+            eager: false,
+            present: Vec::new(),
+        };
         let res = reader.for_each(dir.as_fd(), |name, d_type| {
-            self.entry(&dir, &path, class, node, root, name, d_type, next, &mut present)
+            self.entry(&mut here, name, d_type, next)
         });
+        let present = here.present;
         self.reader = Some(reader);
         if let Err(e) = res {
             self.out.fail(&path, format!("cannot list directory: {e}"));
@@ -364,70 +392,70 @@ impl<'a> Worker<'a> {
     }
 
     /// Look at one entry of an open directory.
-    #[allow(clippy::too_many_arguments)]
-    fn entry(
-        &mut self,
-        dir: &Arc<OwnedFd>,
-        dirpath: &[u8],
-        class: Class,
-        node: Option<usize>,
-        root: usize,
-        name: &CStr,
-        d_type: u8,
-        next: &mut Vec<Job>,
-        present: &mut Vec<usize>,
-    ) {
+    fn entry(&mut self, d: &mut Here<'_>, name: &CStr, d_type: u8, next: &mut Vec<Job>) {
         let nb = name.to_bytes();
-        let (cclass, cnode) = self.ctx.layout.classify(class, node, nb);
+        let (cclass, cnode) = self.ctx.layout.classify(d.class, d.node, nb);
         if let Some(c) = cnode {
-            present.push(c);
+            d.present.push(c);
         }
         let mut kind = Kind::from_dtype(d_type);
         let mut st = None;
+        let mut held = None;
         if matches!(kind, None | Some(Kind::File)) {
-            match sys::stat_at(dir.as_fd(), name) {
+            // While the entries of this directory keep needing changes, open
+            // first and stat the fd (one lookup instead of two); otherwise a
+            // plain statx, and no open at all for an entry already right.
+            let looked = if d.eager && kind == Some(Kind::File) {
+                sys::open_path_at(d.fd.as_fd(), name).and_then(|fd| {
+                    let s = sys::stat_fd(fd.as_fd())?;
+                    held = Some(fd);
+                    Ok(s)
+                })
+            } else {
+                sys::stat_at(d.fd.as_fd(), name)
+            };
+            match looked {
                 Ok(s) => {
                     kind = Some(s.kind());
                     st = Some(s);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     return self.out.refuse(
-                        &join(dirpath, nb),
+                        &join(d.path, nb),
                         "unknown",
                         reason::VANISHED,
                         "disappeared during the walk".to_owned(),
                     );
                 }
-                Err(e) => return self.out.fail(&join(dirpath, nb), format!("cannot stat: {e}")),
+                Err(e) => return self.out.fail(&join(d.path, nb), format!("cannot stat: {e}")),
             }
         }
         match (kind, st) {
             (Some(Kind::Dir), _) => next.push(Job {
-                src: DirSrc::At(dir.clone(), name.to_owned()),
-                path: join(dirpath, nb),
+                src: DirSrc::At(d.fd.clone(), name.to_owned()),
+                path: join(d.path, nb),
                 class: cclass,
                 node: cnode,
                 created: false,
-                root,
+                root: d.root,
             }),
             (Some(Kind::File), Some(st)) => {
                 self.out.counts.seen += 1;
-                let path = join(dirpath, nb);
                 if cnode.is_some() {
                     return self.out.refuse(
-                        &path,
+                        &join(d.path, nb),
                         "file",
                         reason::NOT_A_DIR,
                         "the layout needs a directory here; left alone".to_owned(),
                     );
                 }
-                self.file(dir.as_fd(), &path, name, st, class, root);
+                d.eager = self.file(d, name, st, held);
             }
             (Some(Kind::Symlink), _) => {
                 self.out.counts.seen += 1;
-                let path = join(dirpath, nb);
-                let target = sys::readlink_at(dir.as_fd(), name).unwrap_or_default();
-                let out = escapes(&self.ctx.roots[root].path, dirpath, &target);
+                let path = join(d.path, nb);
+                let target = sys::readlink_at(d.fd.as_fd(), name).unwrap_or_default();
+                let out = escapes(&self.ctx.roots[d.root].path, d.path, &target);
                 self.out.refuse(
                     &path,
                     "symlink",
@@ -446,7 +474,7 @@ impl<'a> Worker<'a> {
                 self.out.counts.seen += 1;
                 let k = k.unwrap_or(Kind::Unknown);
                 self.out.refuse(
-                    &join(dirpath, nb),
+                    &join(d.path, nb),
                     k.as_str(),
                     reason::SPECIAL_FILE,
                     "special files are never opened or changed".to_owned(),
@@ -455,65 +483,74 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// A regular file: `st` comes from `statx` relative to `dir`; only when
-    /// it needs a change is it opened, and then only if the open fd holds
-    /// the same inode.
-    fn file(
-        &mut self,
-        dir: BorrowedFd<'_>,
-        path: &[u8],
-        name: &CStr,
-        st: Stat,
-        class: Class,
-        root: usize,
-    ) {
+    /// A regular file. `st` comes from `held` (an `O_PATH` fd) when given,
+    /// else from `statx` relative to the directory; then the file is opened
+    /// only if it needs a change, and changed only if the fd holds the inode
+    /// just seen. Returns whether it needed a change.
+    fn file(&mut self, d: &Here<'_>, name: &CStr, st: Stat, held: Option<OwnedFd>) -> bool {
         let layout = self.ctx.layout;
-        if !self.check_fs(&st, root, path, "file") || !self.check_links(&st, path) {
-            return;
+        let path = || join(d.path, name.to_bytes());
+        if !self.check_fs(&st, d.root, &path, "file") || !self.check_links(&st, &path) {
+            return false;
         }
-        let (want, label) = layout.file_mode(class, name.to_bytes());
+        let (want, label) = layout.file_mode(d.class, name.to_bytes());
         if st.uid == layout.uid && st.gid == layout.gid && st.perm() == want {
-            return;
+            return false;
         }
         if self.ctx.dry_run {
-            // No fd is needed to report.
-            let fd = dir;
-            return self.fix(fd, false, &st, want, path, "file", label, false);
+            // Nothing is changed, so no fd is needed.
+            self.fix(d.fd.as_fd(), false, &st, want, &path(), "file", label, false);
+            return true;
         }
-        let fd = match sys::open_path_at(dir, name) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                return self.out.refuse(
-                    path,
-                    "file",
-                    reason::VANISHED,
-                    "disappeared during the walk".to_owned(),
-                );
+        let (fd, now) = match held {
+            Some(fd) => (fd, st),
+            None => {
+                let fd = match sys::open_path_at(d.fd.as_fd(), name) {
+                    Ok(fd) => fd,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                        self.out.refuse(
+                            &path(),
+                            "file",
+                            reason::VANISHED,
+                            "disappeared during the walk".to_owned(),
+                        );
+                        return true;
+                    }
+                    Err(e) => {
+                        self.out.fail(&path(), format!("cannot open: {e}"));
+                        return true;
+                    }
+                };
+                let now = match sys::stat_fd(fd.as_fd()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.out.fail(&path(), format!("cannot stat: {e}"));
+                        return true;
+                    }
+                };
+                if !now.same_inode(&st) || now.kind() != Kind::File {
+                    self.out.refuse(
+                        &path(),
+                        now.kind().as_str(),
+                        reason::RACE,
+                        "replaced between the look and the open; not touched".to_owned(),
+                    );
+                    return true;
+                }
+                if !self.check_fs(&now, d.root, &path, "file") || !self.check_links(&now, &path) {
+                    return true;
+                }
+                (fd, now)
             }
-            Err(e) => return self.out.fail(path, format!("cannot open: {e}")),
         };
-        let now = match sys::stat_fd(fd.as_fd()) {
-            Ok(s) => s,
-            Err(e) => return self.out.fail(path, format!("cannot stat: {e}")),
-        };
-        if !now.same_inode(&st) || now.kind() != Kind::File {
-            return self.out.refuse(
-                path,
-                now.kind().as_str(),
-                reason::RACE,
-                "replaced between the look and the open; not touched".to_owned(),
-            );
-        }
-        if !self.check_fs(&now, root, path, "file") || !self.check_links(&now, path) {
-            return;
-        }
-        self.fix(fd.as_fd(), true, &now, want, path, "file", label, false);
+        self.fix(fd.as_fd(), true, &now, want, &path(), "file", label, false);
+        true
     }
 
-    fn check_links(&mut self, st: &Stat, path: &[u8]) -> bool {
+    fn check_links(&mut self, st: &Stat, path: &dyn Fn() -> Vec<u8>) -> bool {
         if st.nlink > 1 && st.uid != self.ctx.layout.uid {
             self.out.refuse(
-                path,
+                &path(),
                 "file",
                 reason::HARDLINK,
                 format!(

@@ -40,6 +40,9 @@ pub fn promtool_check(
         .context("cannot create a temporary directory for --check")?;
     let dir = stage.path();
 
+    // TODO(#6): paths that climb out of the config's directory (`../x`)
+    // or absolute ones under --root still resolve against the staging
+    // directory or the host's /, not the target root.
     if let Ok(entries) = fs::read_dir(out_dir) {
         for entry in entries.flatten() {
             let name = entry.file_name();

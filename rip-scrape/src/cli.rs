@@ -14,7 +14,7 @@ use rip_core::{InputArgs, SystemArgs};
 /// a Prometheus reload; jobs added or removed need one. Every app with a
 /// metrics port becomes one target labelled app=NAME (plus host=HOST in
 /// fleets of several machines and the spec's extra labels). Each input
-/// record is printed back with a "rip_scrape" result. See MANUAL.md.
+/// record is printed back with a "rip_scrape" result.
 #[derive(Debug, Parser)]
 #[command(name = "rip-scrape", version)]
 pub struct Cli {
@@ -38,7 +38,7 @@ pub struct Cli {
     /// Name of the job with --jobs one
     ///
     /// Letters, digits, '_', '.' and '-' only, not starting with '.'; it
-    /// also names the target file rip.d/JOB.json.
+    /// also names the target file rip.d/JOB.json (or .yml).
     #[arg(long, value_name = "JOB", default_value = "rip")]
     pub job_name: String,
 
@@ -46,9 +46,7 @@ pub struct Cli {
     #[arg(long, value_name = "PREFIX", default_value = "")]
     pub job_prefix: String,
 
-    /// When to add the host label to every target
-    ///
-    /// auto: only when some app runs on a host other than local.
+    /// When targets get a host label (the app's host, or --local-host)
     #[arg(long, value_enum, default_value_t = HostLabel::Auto)]
     pub host_label: HostLabel,
 
@@ -70,13 +68,18 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = SdFormat::Json)]
     pub sd_format: SdFormat,
 
-    /// global.scrape_interval of a new prometheus.yml (kept when the file
-    /// already has a global section)
+    /// Scrape interval of a new prometheus.yml
+    ///
+    /// Written as global.scrape_interval and evaluation_interval (and as
+    /// scrape_timeout when below 10s) when prometheus.yml has no global
+    /// section yet; an existing global section is kept as it is.
     #[arg(long, value_name = "DURATION", default_value = "15s")]
     pub scrape_interval: String,
 
-    /// refresh_interval of the file_sd configs (a fallback: Prometheus also
-    /// watches the files with inotify)
+    /// How often Prometheus re-reads the target files
+    ///
+    /// refresh_interval of the file_sd configs; a fallback only, as
+    /// Prometheus also watches the files with inotify.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub refresh_interval: String,
 
@@ -91,8 +94,10 @@ pub struct Cli {
     #[arg(long)]
     pub no_config: bool,
 
-    /// Only warn, instead of failing, when a port is one of Prometheus'
-    /// defaults (9090-9093, 9100)
+    /// Warn instead of failing when an app uses a port of Prometheus
+    ///
+    /// Ports 9090-9093 (Prometheus, Pushgateway, Alertmanager) and 9100
+    /// (node_exporter), as listen or metrics port of any app.
     #[arg(long)]
     pub allow_reserved_ports: bool,
 

@@ -410,6 +410,16 @@ fn apps_without_metrics_are_skipped_with_a_notice() {
 }
 
 #[test]
+fn one_app_from_flags() {
+    let root = test_dir("flags");
+
+    let r = run(&root, &["--app", "solo", "--metrics-port", "9201"], "").ok();
+
+    assert_eq!(r.result("solo")["target"], "127.0.0.1:9201");
+    assert_promtool_ok(&root);
+}
+
+#[test]
 fn dry_run_reports_and_writes_nothing() {
     let root = test_dir("dry-run");
 
@@ -1157,6 +1167,21 @@ fn a_real_prometheus_scrapes_the_fleet_and_follows_its_changes_without_reload() 
         all_up(t, &["app1", "app3", "app4"])
     });
     let total_up = written.elapsed();
+
+    // A second change right after Prometheus applied the first one: this
+    // lands just after its discovery update tick, so it shows the longest
+    // wait (Prometheus batches discovery updates every 5 seconds).
+    let fleet3 = [
+        ("app1", servers[0].port),
+        ("app2", servers[1].port),
+        ("app3", servers[2].port),
+        ("app4", servers[3].port),
+    ];
+    run(&root, &flags, &fleet_json(&fleet3)).ok();
+    let seen_again = prom.wait_for(Duration::from_secs(30), "app2 back", |t| {
+        t.keys().map(String::as_str).collect::<BTreeSet<_>>()
+            == ["app1", "app2", "app3", "app4"].into_iter().collect()
+    });
     assert!(
         prom.child.try_wait().unwrap().is_none(),
         "prometheus restarted"
@@ -1168,7 +1193,8 @@ fn a_real_prometheus_scrapes_the_fleet_and_follows_its_changes_without_reload() 
     );
     let line = format!(
         "first scrape of 3 targets up after {first:?}; changed target set seen after \
-         {seen:?} (all up {up:?} later, {total_up:?} after the rewrite)\n"
+         {seen:?} (all up {up:?} later, {total_up:?} after the rewrite); a change \
+         right after that one seen after {seen_again:?}\n"
     );
     eprintln!("rip-scrape pickup: {line}");
     fs::write(dir.join("pickup.txt"), line).unwrap();

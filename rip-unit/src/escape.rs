@@ -248,10 +248,7 @@ mod tests {
 
     #[test]
     fn env_keeps_dollar_and_doubles_percent() {
-        assert_eq!(
-            env_assignment("A", "$HOME 5%").unwrap(),
-            r#""A=$HOME 5%%""#
-        );
+        assert_eq!(env_assignment("A", "$HOME 5%").unwrap(), r#""A=$HOME 5%%""#);
     }
 
     #[test]

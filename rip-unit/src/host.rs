@@ -181,7 +181,8 @@ mod tests {
 
     #[test]
     fn parses_settings_with_continuations_and_comments() {
-        let text = "# c\n[Service]\nProtectHome=no\nExecStart=\nExecStart=/bin/a \\\n  -x\n; other\n";
+        let text =
+            "# c\n[Service]\nProtectHome=no\nExecStart=\nExecStart=/bin/a \\\n  -x\n; other\n";
 
         let s = parse_settings(text);
 

@@ -180,7 +180,8 @@ fn review_dropins(
                     ));
                 }
             }
-            if effect != "adds" && effect != "extends" || (effect == "extends" && k != "Environment")
+            if effect != "adds" && effect != "extends"
+                || (effect == "extends" && k != "Environment")
             {
                 let ours_v: Vec<&str> = ours
                     .values("Service")
@@ -215,7 +216,12 @@ fn review_dropins(
 /// Notes about a file systemd reads as root for the service (credential or
 /// environment file): it should exist, be a regular file, owned by root,
 /// mode 0600 or stricter.
-fn check_secret_file(root: &Root, path: &str, what: &str, notes: &mut Vec<Note>) -> anyhow::Result<()> {
+fn check_secret_file(
+    root: &Root,
+    path: &str,
+    what: &str,
+    notes: &mut Vec<Note>,
+) -> anyhow::Result<()> {
     match host::owner_mode(&root.join(path))? {
         None => notes.push(Note::new(
             "UNIT_SECRET_FILE_MISSING",
@@ -238,7 +244,12 @@ fn check_secret_file(root: &Root, path: &str, what: &str, notes: &mut Vec<Note>)
     Ok(())
 }
 
-fn plan_one(r: &Record, root: &Root, accounts: &Accounts, facts: &HostFacts) -> anyhow::Result<Plan> {
+fn plan_one(
+    r: &Record,
+    root: &Root,
+    accounts: &Accounts,
+    facts: &HostFacts,
+) -> anyhow::Result<Plan> {
     let spec = &r.spec;
     let mut notes = Vec::new();
     match accounts.user(&spec.user) {
@@ -256,23 +267,49 @@ fn plan_one(r: &Record, root: &Root, accounts: &Accounts, facts: &HostFacts) -> 
         Some(_) => {}
     }
     if accounts.group(&spec.group).is_some_and(|g| g.gid == 0) {
-        return Err(r.error("group", format!("{:?} has gid 0; refusing a root group", spec.group)).into());
+        return Err(r
+            .error(
+                "group",
+                format!("{:?} has gid 0; refusing a root group", spec.group),
+            )
+            .into());
     }
 
-    let generated = harden::generate(spec, facts, root).map_err(|e| r.error(&e.field, e.message))?;
+    let generated =
+        harden::generate(spec, facts, root).map_err(|e| r.error(&e.field, e.message))?;
     let mut all_notes = generated.notes.clone();
     all_notes.append(&mut notes);
     let mut notes = all_notes;
 
     for f in &spec.env_files {
-        check_secret_file(root, &f.display().to_string(), "environment file", &mut notes)?;
+        check_secret_file(
+            root,
+            &f.display().to_string(),
+            "environment file",
+            &mut notes,
+        )?;
     }
     for s in &spec.secrets {
-        check_secret_file(root, &s.path, &format!("credential {:?} source", s.name), &mut notes)?;
+        check_secret_file(
+            root,
+            &s.path,
+            &format!("credential {:?} source", s.name),
+            &mut notes,
+        )?;
     }
-    let mut drop_ins = review_dropins(root, &format!("{}.service", spec.name), &generated.service, &mut notes)?;
+    let mut drop_ins = review_dropins(
+        root,
+        &format!("{}.service", spec.name),
+        &generated.service,
+        &mut notes,
+    )?;
     if let Some(sock) = &generated.socket {
-        drop_ins.extend(review_dropins(root, &format!("{}.socket", spec.name), sock, &mut notes)?);
+        drop_ins.extend(review_dropins(
+            root,
+            &format!("{}.socket", spec.name),
+            sock,
+            &mut notes,
+        )?);
     }
     Ok(Plan {
         generated: Some(generated),
@@ -309,7 +346,10 @@ pub fn run(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> anyhow:
                     if d.path.contains(&format!("/{}.{kind}.d/", r.spec.name)) {
                         notes.push(Note::new(
                             "UNIT_DROPIN_KEPT",
-                            format!("{} is the user's and stays; remove it by hand if unwanted", d.path),
+                            format!(
+                                "{} is the user's and stays; remove it by hand if unwanted",
+                                d.path
+                            ),
                         ));
                     }
                     drop_ins.push(DropInReport {
@@ -377,7 +417,10 @@ pub fn run(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> anyhow:
 
     for (r, res) in records.iter().zip(&results) {
         for n in res.notes.iter().filter(|n| WARN.contains(&n.code)) {
-            rip_core::note(TOOL, format!("warning: app {:?}: {}", r.spec.name, n.message));
+            rip_core::note(
+                TOOL,
+                format!("warning: app {:?}: {}", r.spec.name, n.message),
+            );
         }
         rip_core::write_record(&mut stdout, r, KEY, res)?;
     }
@@ -540,7 +583,12 @@ fn install_one(
     })
 }
 
-fn start_one(r: &Record, res: &mut UnitResult, dry_run: bool, ctl: &mut Systemctl) -> anyhow::Result<()> {
+fn start_one(
+    r: &Record,
+    res: &mut UnitResult,
+    dry_run: bool,
+    ctl: &mut Systemctl,
+) -> anyhow::Result<()> {
     let name = &r.spec.name;
     let svc = format!("{name}.service");
     let sock = format!("{name}.socket");
@@ -618,7 +666,8 @@ fn remove_one(
     for u in &units {
         for link in install::enable_links(root, u)? {
             if !dry_run {
-                std::fs::remove_file(&link).map_err(|e| anyhow::anyhow!("cannot remove {link:?}: {e}"))?;
+                std::fs::remove_file(&link)
+                    .map_err(|e| anyhow::anyhow!("cannot remove {link:?}: {e}"))?;
             }
             changed = true;
         }
@@ -646,7 +695,11 @@ fn remove_one(
         drop_ins: plan.drop_ins,
         notes: plan.notes,
         enabled: false,
-        active: if running && !dry_run { Some(false) } else { None },
+        active: if running && !dry_run {
+            Some(false)
+        } else {
+            None
+        },
         needs_daemon_reload: changed,
         needs_restart: false,
         systemctl: commands,

@@ -125,6 +125,10 @@ impl Table {
             bail!("{path:?} is not a regular file; refusing to use it");
         }
         let text = fs::read(&path).with_context(|| format!("cannot read {path:?}"))?;
+        if std::str::from_utf8(&text).is_err() {
+            // Rewriting it through a lossy conversion would corrupt it.
+            bail!("{path:?} is not valid UTF-8; refusing to rewrite it");
+        }
         let meta = Meta {
             mode: meta.mode() & 0o7777,
             uid: meta.uid(),
@@ -325,6 +329,11 @@ pub enum Written {
 }
 
 impl Written {
+    /// Whether the file was written.
+    pub fn changed(self) -> bool {
+        self != Written::Unchanged
+    }
+
     /// As reported in the JSON.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -250,28 +250,78 @@ fn read_at(dir: &OwnedFd, name: &Path) -> anyhow::Result<Option<(Vec<u8>, FileSt
     Ok(Some((buf, st)))
 }
 
+/// What `~/.ssh` of the backup user holds now.
+#[derive(Debug, Clone, Default)]
+pub struct SshState {
+    /// Owner and mode of `.ssh`, when it exists.
+    pub dir: Option<Found>,
+    /// Contents, owner and mode, and link count of `authorized_keys`.
+    pub keys: Option<(Vec<u8>, Found, u64)>,
+}
+
+impl SshState {
+    /// What the key lines are, for the report.
+    pub fn seen(&self) -> Option<KeysSeen> {
+        self.keys
+            .as_ref()
+            .map(|(text, _, _)| KeysSeen::of(&String::from_utf8_lossy(text)))
+    }
+
+    /// Whether installing `contents` owned by `owner` would write the file.
+    pub fn keys_need_write(&self, contents: &[u8], owner: (u32, u32)) -> bool {
+        match &self.keys {
+            None => true,
+            Some((old, f, nlink)) => {
+                let owner_ok = !is_root() || (f.uid, f.gid) == owner;
+                !(old == contents && f.mode == "0600" && owner_ok && *nlink == 1)
+            }
+        }
+    }
+}
+
+/// The changes bringing `found` to `want` would make (the owner only when
+/// we are root, since nobody else can change it).
+pub fn planned_changes(found: &Found, want: Want) -> DirChanges {
+    let mut changes = Vec::new();
+    if is_root() && (found.uid, found.gid) != (want.uid, want.gid) {
+        changes.push((
+            "owner".to_owned(),
+            format!("{}:{}", found.uid, found.gid),
+            format!("{}:{}", want.uid, want.gid),
+        ));
+    }
+    let mode = format!("{:04o}", want.mode);
+    if found.mode != mode {
+        changes.push(("mode".to_owned(), found.mode.clone(), mode));
+    }
+    changes
+}
+
 /// Check, before anything is written, that `~/.ssh` under the backup home
-/// is not a symlink or another non-directory. Returns what
-/// `authorized_keys` holds now, if the home and file exist.
-pub fn precheck_ssh(root: &Root, home: &str) -> anyhow::Result<Option<KeysSeen>> {
+/// is not a symlink or another non-directory, and read what it holds.
+pub fn precheck_ssh(root: &Root, home: &str) -> anyhow::Result<SshState> {
     if inspect_dir(root, home)?.is_none() {
-        return Ok(None);
+        return Ok(SshState::default());
     }
     let host = root.join(home);
     let hfd = open_dir(None, &host).with_context(|| format!("cannot open {host:?}"))?;
     let ssh = host.join(".ssh");
-    match lstat_at(&hfd, Path::new(".ssh")).with_context(|| format!("cannot stat {ssh:?}"))? {
-        None => return Ok(None),
-        Some(st) if kind_of(&st) == SFlag::S_IFLNK => {
-            bail!("{ssh:?} is a symlink; refusing to write through it (remove it and rerun)")
-        }
-        Some(st) if kind_of(&st) != SFlag::S_IFDIR => bail!("{ssh:?} is not a directory"),
-        Some(_) => {}
-    }
+    let st =
+        match lstat_at(&hfd, Path::new(".ssh")).with_context(|| format!("cannot stat {ssh:?}"))? {
+            None => return Ok(SshState::default()),
+            Some(st) if kind_of(&st) == SFlag::S_IFLNK => {
+                bail!("{ssh:?} is a symlink; refusing to write through it (remove it and rerun)")
+            }
+            Some(st) if kind_of(&st) != SFlag::S_IFDIR => bail!("{ssh:?} is not a directory"),
+            Some(st) => st,
+        };
     let sfd =
         open_dir(Some(&hfd), Path::new(".ssh")).with_context(|| format!("cannot open {ssh:?}"))?;
-    Ok(read_at(&sfd, Path::new("authorized_keys"))?
-        .map(|(text, _)| KeysSeen::of(&String::from_utf8_lossy(&text))))
+    Ok(SshState {
+        dir: Some(Found::of(&st)),
+        keys: read_at(&sfd, Path::new("authorized_keys"))?
+            .map(|(text, st)| (text, Found::of(&st), st.st_nlink)),
+    })
 }
 
 /// Install `contents` as `.ssh/authorized_keys` in the open home `hfd`:
@@ -294,11 +344,13 @@ pub fn install_keys(
     let changes = if created { Vec::new() } else { changes };
     let ssh = home_path.join(".ssh");
     let target = ssh.join("authorized_keys");
-    if let Some((old, st)) = read_at(&sfd, Path::new("authorized_keys"))? {
-        let owner_ok = !is_root() || (st.st_uid == owner.0 && st.st_gid == owner.1);
-        if old == contents && st.st_mode & 0o7777 == 0o600 && owner_ok && st.st_nlink == 1 {
-            return Ok((false, changes));
-        }
+    let now = SshState {
+        dir: None,
+        keys: read_at(&sfd, Path::new("authorized_keys"))?
+            .map(|(text, st)| (text, Found::of(&st), st.st_nlink)),
+    };
+    if !now.keys_need_write(contents, owner) {
+        return Ok((false, changes));
     }
     let tmp = PathBuf::from(format!(".authorized_keys.{}.rip-tmp", std::process::id()));
     let fd = open_at(

@@ -12,7 +12,7 @@ pub mod plan;
 pub mod procs;
 pub mod sshkey;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
@@ -238,218 +238,288 @@ struct AppPlan {
     membership: &'static str,
 }
 
-/// Run rip-user over parsed arguments.
-pub fn run(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> anyhow::Result<Exit> {
-    // Validate the input and the options before looking at the root.
-    let records = args.input.records(stdin)?;
-    let opts = check_options(args, &records)?;
-    let root = args.system.root();
-    let dry = args.system.dry_run;
-    let as_root = Uid::effective().is_root();
-    let ownership = if as_root { "applied" } else { "planned" };
-    if root.is_host() && !root.join("/etc/passwd").exists() {
-        bail!("/etc/passwd does not exist on the running system; refusing to create it");
+/// The backup user's plan.
+struct BackupPlan {
+    user: UserReport,
+    group: GroupReport,
+    home: HomeReport,
+    ssh: home::SshState,
+    keys_state: &'static str,
+}
+
+/// One run: the options, the tables before and as planned, and every
+/// problem found so far.
+struct Session<'a> {
+    args: &'a cli::Cli,
+    opts: Options,
+    records: &'a [Record],
+    root: rip_core::Root,
+    ranges: IdRanges,
+    before: Db,
+    db: Db,
+    today: i64,
+    ownership: &'static str,
+    refusals: Vec<String>,
+}
+
+impl Session<'_> {
+    fn b(&self) -> &str {
+        &self.opts.backup
     }
 
-    // Lock, then read: the whole read-modify-write is under the lock.
-    let _lock = if dry {
-        None
-    } else {
-        Some(lock::PwdLock::acquire(
-            &root,
-            Duration::from_secs(args.lock_timeout),
-        )?)
-    };
-    let ranges = IdRanges::load(&root.join("/etc/login.defs"))?;
-    let mut db = Db::load(&root)?;
-    let before = db.clone();
-    let today = plan::today();
-    let b = opts.backup.as_str();
-    let mut refusals: Vec<String> = Vec::new();
-
-    // Plan every app's account in memory.
-    let mut plans: Vec<Option<AppPlan>> = Vec::new();
-    for r in &records {
-        let s = &r.spec;
-        let home_path = s.home.display().to_string();
-        let res = if args.remove {
-            db.remove(&s.user, &s.group, b)
-        } else {
-            let want = plan::Want {
-                user: s.user.clone(),
-                group: s.group.clone(),
-                home: home_path.clone(),
-                shell: s.shell.display().to_string(),
-                gecos: plan::app_gecos(&s.user),
-                enforce_gecos: true,
-                allow_static: false,
-                allowed_members: vec![s.user.clone(), b.to_owned()],
-            };
-            db.ensure(&ranges, &want, today)
-        };
-        match res {
-            Ok((user, group)) => plans.push(Some(AppPlan {
-                user,
-                group,
-                home: HomeReport {
-                    path: home_path,
-                    state: "exists",
-                    found: None,
-                    ownership,
-                    archive: None,
-                    changes: Vec::new(),
-                },
-                membership: "unchanged",
-            })),
-            Err(e) => {
-                refusals.push(r.error(&e.field, e.message).to_string());
-                plans.push(None);
-            }
+    fn new_home(&self, path: String) -> HomeReport {
+        HomeReport {
+            path,
+            state: "exists",
+            found: None,
+            ownership: self.ownership,
+            archive: None,
+            changes: Vec::new(),
         }
     }
 
-    // The backup user, when some app needs it.
-    let need_backup =
-        !args.remove && (records.iter().any(|r| r.spec.backups_enabled()) || opts.key.is_some());
-    let mut backup_acct: Option<(UserReport, GroupReport)> = None;
-    if need_backup {
+    /// Create, converge or remove every app's account in memory.
+    fn plan_apps(&mut self) -> Vec<Option<AppPlan>> {
+        let mut plans = Vec::new();
+        for r in self.records {
+            let s = &r.spec;
+            let home_path = s.home.display().to_string();
+            let b = self.opts.backup.clone();
+            let res = if self.args.remove {
+                self.db.remove(&s.user, &s.group, &b)
+            } else {
+                let want = plan::Want {
+                    user: s.user.clone(),
+                    group: s.group.clone(),
+                    home: home_path.clone(),
+                    shell: s.shell.display().to_string(),
+                    gecos: plan::app_gecos(&s.user),
+                    enforce_gecos: true,
+                    allow_static: false,
+                    allowed_members: vec![s.user.clone(), b],
+                };
+                self.db.ensure(&self.ranges, &want, self.today)
+            };
+            match res {
+                Ok((user, group)) => plans.push(Some(AppPlan {
+                    user,
+                    group,
+                    home: self.new_home(home_path),
+                    membership: "unchanged",
+                })),
+                Err(e) => {
+                    self.refusals.push(r.error(&e.field, e.message).to_string());
+                    plans.push(None);
+                }
+            }
+        }
+        plans
+    }
+
+    /// The backup user's account, when some app (or --backup-key) needs it.
+    fn plan_backup_user(&mut self) -> Option<BackupPlan> {
+        let needed = !self.args.remove
+            && (self.records.iter().any(|r| r.spec.backups_enabled()) || self.opts.key.is_some());
+        if !needed {
+            return None;
+        }
+        let b = self.b().to_owned();
         let want = plan::Want {
-            user: b.to_owned(),
-            group: b.to_owned(),
-            home: opts.backup_home.clone(),
+            user: b.clone(),
+            group: b.clone(),
+            home: self.opts.backup_home.clone(),
             shell: BACKUP_SHELL.to_owned(),
             gecos: "rip backup".to_owned(),
             enforce_gecos: false,
             allow_static: true,
-            allowed_members: vec![b.to_owned()],
+            allowed_members: vec![b.clone()],
         };
-        match db.ensure(&ranges, &want, today) {
-            Ok(acct) => backup_acct = Some(acct),
-            Err(e) => refusals.push(format!(
-                "backup user {b:?} (--backup-user), field {:?}: {}",
-                e.field, e.message
-            )),
+        match self.db.ensure(&self.ranges, &want, self.today) {
+            Ok((user, group)) => Some(BackupPlan {
+                user,
+                group,
+                home: self.new_home(self.opts.backup_home.clone()),
+                ssh: home::SshState::default(),
+                keys_state: if self.opts.key.is_some() {
+                    "unchanged"
+                } else {
+                    "not_managed"
+                },
+            }),
+            Err(e) => {
+                self.refusals.push(format!(
+                    "backup user {b:?} (--backup-user), field {:?}: {}",
+                    e.field, e.message
+                ));
+                None
+            }
         }
     }
 
-    // Memberships: in the group of every app with backups, of no other.
-    let mut foreign_removed = Vec::new();
-    if !args.remove && db.passwd.get(b).is_some() {
-        let input_groups: BTreeSet<&str> = records.iter().map(|r| r.spec.group.as_str()).collect();
-        for (r, p) in records.iter().zip(plans.iter_mut()) {
+    /// The backup user joins the group of every app with backups and
+    /// leaves every other group but those of rip-managed apps not in the
+    /// input; each app's plan records its membership before and after.
+    fn plan_memberships(&mut self, plans: &mut [Option<AppPlan>], backup: Option<&mut BackupPlan>) {
+        let b = self.opts.backup.clone();
+        let mut foreign_removed = Vec::new();
+        if !self.args.remove && self.db.passwd.get(&b).is_some() {
+            for r in self.records {
+                if r.spec.backups_enabled() {
+                    self.db.add_member(&r.spec.group, &b);
+                } else {
+                    self.db.remove_member(&r.spec.group, &b);
+                }
+            }
+            let input_groups: BTreeSet<&str> =
+                self.records.iter().map(|r| r.spec.group.as_str()).collect();
+            let app_gids: BTreeSet<String> = self
+                .db
+                .passwd
+                .entries()
+                .filter(|f| f[4] == plan::app_gecos(&f[0]))
+                .map(|f| f[3].clone())
+                .collect();
+            for g in self.db.groups_of(&b) {
+                let is_app_group = self
+                    .db
+                    .group
+                    .get(&g)
+                    .is_some_and(|f| app_gids.contains(&f[2]));
+                if !input_groups.contains(g.as_str())
+                    && !is_app_group
+                    && self.db.remove_member(&g, &b)
+                {
+                    foreign_removed.push(g);
+                }
+            }
+        }
+        if let Some(bp) = backup {
+            for g in foreign_removed {
+                bp.user.changes.push(Change {
+                    field: "groups".into(),
+                    from: g.into(),
+                    to: serde_json::Value::Null,
+                });
+            }
+            if !bp.user.changes.is_empty() && bp.user.state == State::Unchanged {
+                bp.user.state = State::Converged;
+            }
+        }
+        for (r, p) in self.records.iter().zip(plans.iter_mut()) {
             let Some(p) = p else { continue };
-            if r.spec.backups_enabled() {
-                if db.add_member(&r.spec.group, b) {
-                    p.membership = "added";
-                }
-            } else if db.remove_member(&r.spec.group, b) {
-                p.membership = "removed";
-            }
-            p.group.members = db.members_of(&r.spec.group);
-        }
-        let app_groups: BTreeSet<String> = db
-            .passwd
-            .entries()
-            .filter(|f| f[4] == plan::app_gecos(&f[0]))
-            .filter_map(|f| f[3].parse::<u32>().ok())
-            .filter_map(|gid| {
-                db.group
-                    .entries()
-                    .find(|g| g[2] == gid.to_string())
-                    .map(|g| g[0].clone())
-            })
-            .collect();
-        for g in db.groups_of(b) {
-            if !input_groups.contains(g.as_str())
-                && !app_groups.contains(&g)
-                && db.remove_member(&g, b)
-            {
-                foreign_removed.push(g);
-            }
-        }
-    }
-    if let Some((u, _)) = &mut backup_acct {
-        for g in &foreign_removed {
-            u.changes.push(Change {
-                field: "groups".into(),
-                from: g.clone().into(),
-                to: serde_json::Value::Null,
-            });
-        }
-        if !foreign_removed.is_empty() && u.state == State::Unchanged {
-            u.state = State::Converged;
+            let was = self.before.members_of(&r.spec.group).contains(&b);
+            let is = self.db.members_of(&r.spec.group).contains(&b);
+            p.membership = match (was, is) {
+                (false, true) => "added",
+                (true, false) => "removed",
+                _ => "unchanged",
+            };
+            p.group.members = self.db.members_of(&r.spec.group);
         }
     }
 
-    // Look at the homes before writing anything.
-    for (r, p) in records.iter().zip(plans.iter_mut()) {
-        let Some(p) = p else { continue };
-        match home::inspect_dir(&root, &p.home.path) {
-            Ok(found) => {
-                p.home.found = found.clone();
-                if args.remove {
-                    p.home.state = if found.is_some() { "kept" } else { "absent" };
-                    if let (true, Some(f)) = (args.purge, &found) {
-                        if let Some(why) = purge_refusal(&before, f, p.user.uid) {
-                            refusals.push(
-                                r.error(
-                                    "home",
-                                    format!("{:?} {why}; refusing to purge it", p.home.path),
-                                )
-                                .to_string(),
-                            );
-                        }
+    /// Look at every home (and the backup user's `.ssh`) before writing:
+    /// symlinks and foreign owners are refused here, and what the run will
+    /// do to each is settled, so that --dry-run reports it too.
+    fn inspect_homes(&mut self, plans: &mut [Option<AppPlan>], backup: Option<&mut BackupPlan>) {
+        let args = self.args;
+        for (r, p) in self.records.iter().zip(plans.iter_mut()) {
+            let Some(p) = p else { continue };
+            let found = match home::inspect_dir(&self.root, &p.home.path) {
+                Ok(found) => found,
+                Err(e) => {
+                    self.refusals
+                        .push(r.error("home", format!("{e:#}")).to_string());
+                    continue;
+                }
+            };
+            p.home.found = found.clone();
+            if args.remove {
+                p.home.state = match (&found, args.purge, args.archive) {
+                    (None, _, _) => "absent",
+                    (Some(_), true, _) => "purged",
+                    (Some(_), false, true) => "archived",
+                    (Some(_), false, false) => "kept",
+                };
+                if let (true, Some(f)) = (args.purge, &found) {
+                    if let Some(why) = purge_refusal(&self.before, f, p.user.uid) {
+                        let msg = format!("{:?} {why}; refusing to purge it", p.home.path);
+                        self.refusals.push(r.error("home", msg).to_string());
                     }
-                } else if found.is_none() {
-                    p.home.state = "created";
-                    p.home.found = Some(Found {
-                        mode: format!("{:04o}", home_mode(r)),
-                        uid: p.user.uid.unwrap_or(0),
-                        gid: p.user.gid.unwrap_or(0),
-                    });
                 }
+            } else if found.is_none() {
+                p.home.state = "created";
+                p.home.found = Some(Found {
+                    mode: format!("{:04o}", home_mode(r)),
+                    uid: p.user.uid.unwrap_or(0),
+                    gid: p.user.gid.unwrap_or(0),
+                });
             }
-            Err(e) => refusals.push(r.error("home", format!("{e:#}")).to_string()),
         }
-    }
-    let mut keys_before = None;
-    let mut backup_home_found = None;
-    if let Some((u, _)) = &backup_acct {
-        match home::inspect_dir(&root, &opts.backup_home) {
-            Ok(Some(f)) if f.uid != 0 && Some(f.uid) != u.uid => refusals.push(format!(
+
+        let Some(bp) = backup else { return };
+        let b = self.opts.backup.clone();
+        let want = backup_home_want(bp);
+        match home::inspect_dir(&self.root, &self.opts.backup_home) {
+            Ok(Some(f)) if f.uid != 0 && f.uid != want.uid => self.refusals.push(format!(
                 "backup user {b:?}: home {:?} exists and belongs to uid {}, not {b:?}; refusing to adopt it",
-                opts.backup_home, f.uid
+                self.opts.backup_home, f.uid
             )),
-            Ok(found) => backup_home_found = found,
-            Err(e) => refusals.push(format!("backup user {b:?}: {e:#}")),
+            Ok(Some(f)) => {
+                bp.home.changes = changes_of(home::planned_changes(&f, want));
+                bp.home.found = Some(f);
+            }
+            Ok(None) => bp.home.state = "created",
+            Err(e) => self.refusals.push(format!("backup user {b:?}: {e:#}")),
         }
-        match home::precheck_ssh(&root, &opts.backup_home) {
-            Ok(seen) => keys_before = seen,
-            Err(e) => refusals.push(format!("backup user {b:?}: {e:#}")),
+        match home::precheck_ssh(&self.root, &self.opts.backup_home) {
+            Ok(ssh) => {
+                if let Some(f) = &ssh.dir {
+                    let ssh_want = home::Want {
+                        mode: 0o700,
+                        ..want
+                    };
+                    bp.home
+                        .changes
+                        .extend(prefixed(".ssh", home::planned_changes(f, ssh_want)));
+                }
+                if let Some(line) = self.key_line() {
+                    if ssh.keys_need_write(line.as_bytes(), (want.uid, want.gid)) {
+                        bp.keys_state = if ssh.keys.is_some() {
+                            "replaced"
+                        } else {
+                            "installed"
+                        };
+                    }
+                }
+                bp.ssh = ssh;
+            }
+            Err(e) => self.refusals.push(format!("backup user {b:?}: {e:#}")),
         }
     }
 
-    if !refusals.is_empty() {
-        for r in &refusals {
-            rip_core::note(TOOL, format!("error: {r}"));
-        }
-        bail!(
-            "{} problem(s) found; nothing was written to {:?}",
-            refusals.len(),
-            root.dir()
-        );
+    fn key_line(&self) -> Option<String> {
+        self.opts
+            .key
+            .as_ref()
+            .map(|k| k.authorized_line(&self.args.backup_root))
     }
 
-    // A removed user must not still be running (root / only).
-    if args.remove && root.is_host() {
-        let gone: Vec<(String, u32, BTreeSet<u32>)> = plans
+    /// On the running system, a user about to be removed must not run.
+    fn check_not_running(&self, plans: &[Option<AppPlan>]) -> anyhow::Result<()> {
+        if !(self.args.remove && self.root.is_host()) {
+            return Ok(());
+        }
+        let gone: Vec<(String, u32)> = plans
             .iter()
             .flatten()
             .filter(|p| p.user.state == State::Removed)
-            .filter_map(|p| Some((p.user.name.clone(), p.user.uid?, BTreeSet::new())))
+            .filter_map(|p| Some((p.user.name.clone(), p.user.uid?)))
             .collect();
-        let running = procs::scan(Path::new("/proc"), &gone);
-        if let Some(p) = running.first() {
+        if let Some(p) = procs::scan(Path::new("/proc"), &gone)
+            .first()
+            .map(|p| &p.info)
+        {
             bail!(
                 "user {:?} still runs processes (pid {} {:?}{}); stop them first; nothing was written",
                 p.user,
@@ -458,41 +528,40 @@ pub fn run(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> anyhow:
                 p.unit.as_ref().map(|u| format!(" in {u}")).unwrap_or_default()
             );
         }
+        Ok(())
     }
 
-    // Act: the account files, then the homes, then the key.
-    let mut keys_state = if opts.key.is_some() {
-        "unchanged"
-    } else {
-        "not_managed"
-    };
-    let mut backup_home_changes = Vec::new();
-    let mut backup_home_state = if backup_home_found.is_some() {
-        "exists"
-    } else {
-        "created"
-    };
-    let key_contents = opts
-        .key
-        .as_ref()
-        .map(|k| k.authorized_line(&args.backup_root));
-    if !dry {
-        let shadow_gid = db.gid_of("shadow");
-        for t in [&db.group, &db.gshadow, &db.passwd, &db.shadow] {
-            t.write(shadow_gid)?;
+    /// Write: the account files, then the homes, then the key.
+    fn apply(
+        &self,
+        plans: &mut [Option<AppPlan>],
+        backup: Option<&mut BackupPlan>,
+    ) -> anyhow::Result<()> {
+        let shadow_gid = self.db.gid_of("shadow");
+        let mut wrote = false;
+        for t in [
+            &self.db.group,
+            &self.db.gshadow,
+            &self.db.passwd,
+            &self.db.shadow,
+        ] {
+            wrote |= t.write(shadow_gid)?.changed();
         }
-        for (r, p) in records.iter().zip(plans.iter_mut()) {
+        if wrote && self.root.is_host() {
+            flush_name_caches();
+        }
+
+        for (r, p) in self.records.iter().zip(plans.iter_mut()) {
             let Some(p) = p else { continue };
-            if args.remove {
+            if self.args.remove {
                 if p.home.found.is_none() {
                     continue;
                 }
-                if args.archive {
-                    p.home.archive = Some(home::archive(&root, &p.home.path, &r.spec.user)?);
-                    p.home.state = "archived";
+                if self.args.archive {
+                    p.home.archive = Some(home::archive(&self.root, &p.home.path, &r.spec.user)?);
                 }
-                if args.purge && home::purge(&root, &p.home.path, p.user.uid)? {
-                    p.home.state = "purged";
+                if self.args.purge {
+                    home::purge(&self.root, &p.home.path, p.user.uid)?;
                 }
             } else if p.home.state == "created" {
                 let want = home::Want {
@@ -500,118 +569,177 @@ pub fn run(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> anyhow:
                     gid: p.user.gid.unwrap_or(0),
                     mode: home_mode(r),
                 };
-                home::ensure_home(&root, &p.home.path, want, false)?;
+                home::ensure_home(&self.root, &p.home.path, want, false)?;
             }
         }
-        if let Some((u, g)) = &backup_acct {
-            let owner = (u.uid.unwrap_or(0), g.gid.unwrap_or(0));
-            let want = home::Want {
-                uid: owner.0,
-                gid: owner.1,
-                mode: 0o700,
-            };
-            let (hfd, created, changes) = home::ensure_home(&root, &opts.backup_home, want, true)?;
-            backup_home_state = if created { "created" } else { "exists" };
-            if !created {
-                backup_home_changes = changes_of(changes);
-            }
-            if let Some(line) = &key_contents {
-                let host = root.join(&opts.backup_home);
-                let (changed, ssh_changes) =
-                    home::install_keys(&hfd, &host, line.as_bytes(), owner)?;
-                backup_home_changes.extend(changes_of(ssh_changes).into_iter().map(|mut c| {
-                    c.field = format!(".ssh {}", c.field);
-                    c
-                }));
-                if changed {
-                    keys_state = if keys_before.is_some() {
-                        "replaced"
-                    } else {
-                        "installed"
-                    };
-                }
-            }
-        }
-    } else if let (Some(line), Some(_)) = (&key_contents, &backup_acct) {
-        // Dry run: say whether the key would change.
-        let host = root.join(&opts.backup_home).join(".ssh/authorized_keys");
-        let same = std::fs::read(&host).is_ok_and(|old| old == line.as_bytes());
-        if !same {
-            keys_state = if keys_before.is_some() {
-                "replaced"
-            } else {
-                "installed"
-            };
-        }
-    }
-    drop(_lock);
 
-    // Who has to restart for group changes to apply.
-    let mut changed_users: BTreeMap<String, (u32, BTreeSet<u32>)> = BTreeMap::new();
-    let mut candidates: Vec<&str> = records.iter().map(|r| r.spec.user.as_str()).collect();
+        let Some(bp) = backup else { return Ok(()) };
+        let want = backup_home_want(bp);
+        let (hfd, created, changes) =
+            home::ensure_home(&self.root, &self.opts.backup_home, want, true)?;
+        bp.home.changes = if created {
+            Vec::new()
+        } else {
+            changes_of(changes)
+        };
+        if let Some(line) = self.key_line() {
+            let host = self.root.join(&self.opts.backup_home);
+            let (changed, ssh_changes) =
+                home::install_keys(&hfd, &host, line.as_bytes(), (want.uid, want.gid))?;
+            bp.home.changes.extend(prefixed(".ssh", ssh_changes));
+            bp.keys_state = match (changed, bp.ssh.keys.is_some()) {
+                (false, _) => "unchanged",
+                (true, true) => "replaced",
+                (true, false) => "installed",
+            };
+        }
+        Ok(())
+    }
+}
+
+fn backup_home_want(bp: &BackupPlan) -> home::Want {
+    home::Want {
+        uid: bp.user.uid.unwrap_or(0),
+        gid: bp.group.gid.unwrap_or(0),
+        mode: 0o700,
+    }
+}
+
+fn prefixed(prefix: &str, list: home::DirChanges) -> Vec<Change> {
+    changes_of(list)
+        .into_iter()
+        .map(|mut c| {
+            c.field = format!("{prefix} {}", c.field);
+            c
+        })
+        .collect()
+}
+
+/// Run rip-user over parsed arguments.
+pub fn run(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> anyhow::Result<Exit> {
+    // Validate the input and the options before looking at the root.
+    let records = args.input.records(stdin)?;
+    let opts = check_options(args, &records)?;
+    let root = args.system.root();
+    let dry = args.system.dry_run;
+    if root.is_host() && !root.join("/etc/passwd").exists() {
+        bail!("/etc/passwd does not exist on the running system; refusing to create it");
+    }
+
+    // Lock, then read: the whole read-modify-write is under the lock.
+    let lock = if dry {
+        None
+    } else {
+        let timeout = Duration::from_secs(args.lock_timeout);
+        Some(lock::PwdLock::acquire(&root, timeout)?)
+    };
+    let db = Db::load(&root)?;
+    let mut sx = Session {
+        args,
+        opts,
+        records: &records,
+        ranges: IdRanges::load(&root.join("/etc/login.defs"))?,
+        root,
+        before: db.clone(),
+        db,
+        today: plan::today(),
+        ownership: if Uid::effective().is_root() {
+            "applied"
+        } else {
+            "planned"
+        },
+        refusals: Vec::new(),
+    };
+
+    // Plan everything in memory; refuse before any write.
+    let mut plans = sx.plan_apps();
+    let mut backup = sx.plan_backup_user();
+    sx.plan_memberships(&mut plans, backup.as_mut());
+    sx.inspect_homes(&mut plans, backup.as_mut());
+    if !sx.refusals.is_empty() {
+        for r in &sx.refusals {
+            rip_core::note(TOOL, format!("error: {r}"));
+        }
+        bail!(
+            "{} problem(s) found; nothing was written to {:?}",
+            sx.refusals.len(),
+            sx.root.dir()
+        );
+    }
+    sx.check_not_running(&plans)?;
+
+    if !dry {
+        sx.apply(&mut plans, backup.as_mut())?;
+    }
+    drop(lock);
+    report(&sx, plans, backup, &mut stdout)?;
+    Ok(Exit::Ok)
+}
+
+/// Who must restart, and the output lines.
+fn report(
+    sx: &Session<'_>,
+    plans: Vec<Option<AppPlan>>,
+    backup: Option<BackupPlan>,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    let (args, db, before, b) = (sx.args, &sx.db, &sx.before, sx.b());
+
+    // Users whose gid set changed, and (on /) every process of a watched
+    // user whose groups disagree with the account files, whether or not
+    // this run changed them.
+    let mut changed_users: BTreeSet<String> = BTreeSet::new();
+    let mut watched: Vec<(String, u32)> = Vec::new();
+    let mut candidates: Vec<&str> = sx.records.iter().map(|r| r.spec.user.as_str()).collect();
     candidates.push(b);
     for name in candidates {
-        let (Some(old), Some(new)) = (before.passwd.get(name), db.passwd.get(name)) else {
-            continue;
-        };
-        let (old_set, new_set) = (before.gid_set(name), db.gid_set(name));
-        if old_set != new_set {
-            if let Ok(uid) = new[2].parse::<u32>() {
-                let _ = old;
-                changed_users.insert(name.to_owned(), (uid, new_set));
-            }
+        if before.passwd.get(name).is_some() && before.gid_set(name) != db.gid_set(name) {
+            changed_users.insert(name.to_owned());
+        }
+        if let Some(uid) = db.passwd.get(name).and_then(|f| f[2].parse::<u32>().ok()) {
+            watched.push((name.to_owned(), uid));
         }
     }
-    let stale = if root.is_host() {
-        let list: Vec<(String, u32, BTreeSet<u32>)> = changed_users
-            .iter()
-            .map(|(n, (u, s))| (n.clone(), *u, s.clone()))
-            .collect();
-        procs::scan(Path::new("/proc"), &list)
+    let running = if sx.root.is_host() {
+        procs::scan(Path::new("/proc"), &watched)
     } else {
         Vec::new()
     };
 
     // The backup user's report, shared by every app with backups.
-    let backup_report = backup_acct.map(|(mut account, primary_group)| {
-        if !backup_home_changes.is_empty() && account.state == State::Unchanged {
+    let backup_report = backup.map(|bp| {
+        let mut account = bp.user;
+        if !bp.home.changes.is_empty() && account.state == State::Unchanged {
             account.state = State::Converged;
         }
         BackupUserReport {
             groups: db.groups_of(b),
-            home_dir: HomeReport {
-                path: opts.backup_home.clone(),
-                state: backup_home_state,
-                found: backup_home_found.clone(),
-                ownership,
-                archive: None,
-                changes: backup_home_changes.clone(),
-            },
             authorized_keys: KeysReport {
                 path: format!(
                     "{}/.ssh/authorized_keys",
-                    opts.backup_home.trim_end_matches('/')
+                    sx.opts.backup_home.trim_end_matches('/')
                 ),
-                managed: opts.key.is_some(),
-                state: if opts.key.is_none() && keys_before.is_none() {
+                managed: sx.opts.key.is_some(),
+                state: if sx.opts.key.is_none() && bp.ssh.keys.is_none() {
                     "absent"
                 } else {
-                    keys_state
+                    bp.keys_state
                 },
-                before: keys_before.clone(),
-                command: opts
+                before: bp.ssh.seen(),
+                command: sx
+                    .opts
                     .key
                     .as_ref()
                     .map(|_| format!("{} -ro {}", sshkey::RRSYNC, args.backup_root)),
-                rrsync_present: root.join(sshkey::RRSYNC).exists(),
+                rrsync_present: sx.root.join(sshkey::RRSYNC).exists(),
             },
+            home_dir: bp.home,
             account,
-            primary_group,
+            primary_group: bp.group,
         }
     });
 
-    // Output, one line per app.
-    for (r, p) in records.iter().zip(plans) {
+    for (r, p) in sx.records.iter().zip(plans) {
         let Some(p) = p else { continue };
         let s = &r.spec;
         let enabled = s.backups_enabled();
@@ -621,28 +749,34 @@ pub fn run(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> anyhow:
         } else {
             None
         };
+
+        // A backup process is stale for this app when its groups disagree
+        // with the membership; an app process when its gid set changed.
+        let gid_x = db.gid_of(&s.group).or_else(|| before.gid_of(&s.group));
+        let app_set = db.gid_set(&s.user);
+        let processes: Vec<Stale> = running
+            .iter()
+            .filter(|pr| {
+                (pr.info.user == b && gid_x.is_some_and(|g| pr.groups.contains(&g) != member))
+                    || (pr.info.user == s.user && !args.remove && pr.groups != app_set)
+            })
+            .map(|pr| pr.info.clone())
+            .collect();
         let mut users = Vec::new();
-        if p.membership != "unchanged" && changed_users.contains_key(b) {
-            users.push(b.to_owned());
-        }
-        if enabled
-            && backup_report.as_ref().is_some_and(|a| a.account.changed())
-            && changed_users.contains_key(b)
-            && !users.contains(&b.to_owned())
+        if p.membership != "unchanged" && changed_users.contains(b)
+            || processes.iter().any(|pr| pr.user == b)
         {
             users.push(b.to_owned());
         }
-        if changed_users.contains_key(&s.user) && !args.remove {
+        if !args.remove
+            && (changed_users.contains(&s.user) || processes.iter().any(|pr| pr.user == s.user))
+        {
             users.push(s.user.clone());
         }
-        let processes: Vec<Stale> = stale
-            .iter()
-            .filter(|st| users.contains(&st.user))
-            .cloned()
-            .collect();
         let mut units: Vec<String> = processes.iter().filter_map(|p| p.unit.clone()).collect();
         units.sort();
         units.dedup();
+
         let changed = p.user.changed()
             || p.group.changed()
             || matches!(p.home.state, "created" | "archived" | "purged")
@@ -650,7 +784,7 @@ pub fn run(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> anyhow:
             || (enabled && account.as_ref().is_some_and(BackupUserReport::changed));
         let result = AppResult {
             changed,
-            dry_run: dry,
+            dry_run: args.system.dry_run,
             action: if args.remove { "remove" } else { "ensure" },
             user: p.user,
             group: p.group,
@@ -671,12 +805,35 @@ pub fn run(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> anyhow:
                 users,
                 processes,
                 units,
-                processes_checked: root.is_host(),
+                processes_checked: sx.root.is_host(),
             },
         };
-        rip_core::write_record(&mut stdout, r, KEY, &result)?;
+        rip_core::write_record(&mut *stdout, r, KEY, &result)?;
     }
-    Ok(Exit::Ok)
+    Ok(())
+}
+
+/// Tell name-service caches that the account files changed, as shadow-utils
+/// does after each edit (best effort: a missing or stopped daemon is fine).
+fn flush_name_caches() {
+    let calls: [(&str, &[&str]); 3] = [
+        ("/usr/sbin/nscd", &["-i", "passwd"]),
+        ("/usr/sbin/nscd", &["-i", "group"]),
+        ("/usr/sbin/sss_cache", &["-UG"]),
+    ];
+    for (cmd, args) in calls {
+        if Path::new(cmd).exists() {
+            let ok = std::process::Command::new(cmd)
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                rip_core::note(TOOL, format!("warning: {cmd} {} failed", args.join(" ")));
+            }
+        }
+    }
 }
 
 /// Why a home must not be purged: it must belong to the removed user, or,

@@ -347,13 +347,7 @@ impl Db {
         }
     }
 
-    fn check_group(
-        &self,
-        r: &IdRanges,
-        want: &Want,
-        gid: u32,
-        user_exists: bool,
-    ) -> Result<(), Refusal> {
+    fn check_group(&self, r: &IdRanges, want: &Want, gid: u32) -> Result<(), Refusal> {
         let name = &want.group;
         if gid == 0 {
             return refuse(
@@ -394,7 +388,6 @@ impl Db {
                 extra.into_iter().collect::<Vec<_>>().join(",")
             ));
         }
-        let _ = user_exists;
         Ok(())
     }
 
@@ -438,7 +431,7 @@ impl Db {
             self.check_user_id(r, want, uid)?;
         }
         if let Some(gid) = cur_gid {
-            self.check_group(r, want, gid, user.is_some())?;
+            self.check_group(r, want, gid)?;
         }
         if let Some(other) = self
             .passwd
@@ -951,6 +944,23 @@ mod tests {
 
         assert_eq!((u.state, g.state), (State::Removed, State::Removed));
         assert!(d.passwd.render().is_empty() && d.gshadow.render().is_empty());
+    }
+
+    #[test]
+    fn removal_keeps_a_group_others_still_use() {
+        let mut d = db(
+            "app1:x:990:990:rip app app1:/home/app1:/bin/bash\n",
+            "app1:x:990:backup,alice\n",
+            "app1:!:1::::::\n",
+            "app1:!::backup,alice\n",
+        );
+
+        let (_, g) = d.remove("app1", "app1", "backup").unwrap();
+
+        assert_eq!(g.state, State::Kept);
+        assert!(g.kept_because.unwrap().contains("alice"));
+        assert_eq!(d.group.render(), b"app1:x:990:alice\n");
+        assert_eq!(d.gshadow.render(), b"app1:!::alice\n");
     }
 
     #[test]

@@ -59,9 +59,18 @@ fn unit_of(text: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Processes under `proc` (normally `/proc`) run by one of `users` (name,
-/// uid, gid set after the change) whose current gid set differs.
-pub fn scan(proc: &Path, users: &[(String, u32, BTreeSet<u32>)]) -> Vec<Stale> {
+/// A running process of one of the watched users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proc {
+    /// What is reported about it.
+    pub info: Stale,
+    /// Its gid set: the primary gid plus the supplementary groups.
+    pub groups: BTreeSet<u32>,
+}
+
+/// Processes under `proc` (normally `/proc`) whose real or effective uid is
+/// one of `users` (name, uid).
+pub fn scan(proc: &Path, users: &[(String, u32)]) -> Vec<Proc> {
     let mut out = Vec::new();
     let Ok(dir) = fs::read_dir(proc) else {
         return out;
@@ -80,23 +89,26 @@ pub fn scan(proc: &Path, users: &[(String, u32, BTreeSet<u32>)]) -> Vec<Stale> {
             continue;
         };
         groups.insert(gid);
-        for (user, uid, want) in users {
-            if (ruid == *uid || euid == *uid) && groups != *want {
-                out.push(Stale {
-                    pid,
-                    user: user.clone(),
-                    comm: fs::read_to_string(p.join("comm"))
-                        .map(|s| s.trim().to_owned())
-                        .unwrap_or_default(),
-                    unit: fs::read_to_string(p.join("cgroup"))
-                        .ok()
-                        .as_deref()
-                        .and_then(unit_of),
+        for (user, uid) in users {
+            if ruid == *uid || euid == *uid {
+                out.push(Proc {
+                    info: Stale {
+                        pid,
+                        user: user.clone(),
+                        comm: fs::read_to_string(p.join("comm"))
+                            .map(|s| s.trim().to_owned())
+                            .unwrap_or_default(),
+                        unit: fs::read_to_string(p.join("cgroup"))
+                            .ok()
+                            .as_deref()
+                            .and_then(unit_of),
+                    },
+                    groups: groups.clone(),
                 });
             }
         }
     }
-    out.sort_by_key(|s| s.pid);
+    out.sort_by_key(|p| p.info.pid);
     out
 }
 
@@ -105,7 +117,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_a_process_with_an_old_group_list() {
+    fn finds_processes_and_their_group_lists() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("4242");
         fs::create_dir(&p).unwrap();
@@ -128,13 +140,12 @@ mod tests {
         )
         .unwrap();
 
-        let stale = scan(
-            dir.path(),
-            &[("backup".into(), 34, BTreeSet::from([34, 999]))],
-        );
+        let procs = scan(dir.path(), &[("backup".into(), 34)]);
+        let stale: Vec<&Proc> = procs.iter().filter(|p| !p.groups.contains(&999)).collect();
 
+        assert_eq!(procs.len(), 2);
         assert_eq!(stale.len(), 1);
-        assert_eq!(stale[0].pid, 4242);
-        assert_eq!(stale[0].unit.as_deref(), Some("session-7.scope"));
+        assert_eq!(stale[0].info.pid, 4242);
+        assert_eq!(stale[0].info.unit.as_deref(), Some("session-7.scope"));
     }
 }

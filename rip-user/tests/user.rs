@@ -522,6 +522,12 @@ fn dry_run_writes_nothing_and_reports_the_same_plan() {
     let r = Root::debian("dry_run");
     let key = r.path("key.pub");
     fs::write(&key, KEY).unwrap();
+    // A backup home left too open: the plan must show the mode fixes.
+    for (d, mode) in [("home/backup", 0o755), ("home/backup/.ssh", 0o750)] {
+        fs::create_dir_all(r.path(d)).unwrap();
+        fs::set_permissions(r.path(d), fs::Permissions::from_mode(mode)).unwrap();
+        std::os::unix::fs::chown(r.path(d), Some(34), Some(34)).unwrap();
+    }
     let before = r.snapshot();
 
     let dry = r.ok(&["--dry-run", "--backup-key", key.to_str().unwrap()], FLEET);
@@ -535,6 +541,20 @@ fn dry_run_writes_nothing_and_reports_the_same_plan() {
         w["dry_run"] = Value::Null;
         assert_eq!(d, w, "dry run and real run disagree");
     }
+    let home = &real.app("app1")["backup"]["account"]["home_dir"];
+    let fields: Vec<&str> = home["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["mode", ".ssh mode"], "{home}");
+
+    // Removal: the plan says "purged", and the home is still there.
+    let plan = r.ok(&["--remove", "--purge", "--dry-run"], &app("app3", ""));
+    assert_eq!(plan.app("app3")["home"]["state"], "purged");
+    assert_eq!(plan.app("app3")["user"]["state"], "removed");
+    assert!(r.path("home/app3").is_dir() && r.user("app3").is_some());
 }
 
 #[test]
@@ -964,6 +984,11 @@ fn forced_rrsync_command_pulls_snapshots_read_only() {
         fs::read_to_string(dest.join("snaps/snap.db")).unwrap(),
         "data"
     );
+    assert!(!db.status.success(), "pulling a live database succeeded");
+    assert!(
+        !other.status.success(),
+        "pulling another app's data succeeded"
+    );
     assert!(!dest.join("db/app.db").exists(), "read a live database");
     assert!(
         !dest.join("app3/app.db").exists(),
@@ -975,4 +1000,84 @@ fn forced_rrsync_command_pulls_snapshots_read_only() {
         !shell.status.success() && !String::from_utf8_lossy(&shell.stdout).contains("uid="),
         "got a shell"
     );
+}
+
+/// rip-user and `useradd --prefix` (which takes only shadow's link locks)
+/// running at once on one root lose no entry: rip-user takes those locks
+/// too. useradd gives up at once on a held lock, so it is retried.
+#[test]
+fn runs_alongside_useradd_prefix_without_losing_entries() {
+    let r = Root::debian("useradd_interop");
+    let ours: Vec<_> = (0..4)
+        .map(|p| {
+            let input: String = (0..25).map(|a| app(&format!("r{p}a{a}"), "")).collect();
+            let mut c = Command::new(BIN)
+                .arg("--root")
+                .arg(&r.dir)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            c
+        })
+        .collect();
+    let dir = r.dir.clone();
+    let theirs = std::thread::spawn(move || {
+        for i in 0..20 {
+            let name = format!("u{i}");
+            let mut tries = 0;
+            loop {
+                let o = Command::new("useradd")
+                    .arg("--prefix")
+                    .arg(&dir)
+                    .args([
+                        "-r",
+                        "-M",
+                        "-d",
+                        &format!("/home/{name}"),
+                        "-s",
+                        "/bin/sh",
+                        &name,
+                    ])
+                    .output()
+                    .expect("useradd (package passwd) is required");
+                if o.status.success() {
+                    break;
+                }
+                tries += 1;
+                assert!(
+                    tries < 500,
+                    "useradd {name}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    });
+    for c in ours {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    theirs.join().unwrap();
+
+    for n in (0..4)
+        .flat_map(|p| (0..25).map(move |a| format!("r{p}a{a}")))
+        .chain((0..20).map(|i| format!("u{i}")))
+    {
+        assert!(r.user(&n).is_some(), "{n} lost");
+        assert!(r.group(&n).is_some(), "group {n} lost");
+    }
+    let uids: Vec<String> = r
+        .read("etc/passwd")
+        .lines()
+        .map(|l| l.split(':').nth(2).unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        uids.len(),
+        uids.iter().collect::<BTreeSet<_>>().len(),
+        "duplicate uid"
+    );
+    r.assert_clean();
 }

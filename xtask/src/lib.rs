@@ -22,6 +22,11 @@ const MANUAL: &str = "rip manual";
 /// meaningfully.
 pub const DATE: &str = "2026-12-03";
 
+/// Set after the title: ragged right. Long paths and option names in
+/// narrow columns cannot be justified (groff warns "cannot adjust line" for
+/// each), and literal text reads better unstretched.
+const RAGGED: &str = ".ad l\n";
+
 /// Clean up what clap_mangen and the converter produce, so that
 /// `mandoc -T lint -W warning` has nothing to say:
 /// - the `Aq` string definition that every clap_mangen part repeats is kept
@@ -92,10 +97,78 @@ pub fn tools() -> Vec<(&'static str, Command)> {
     ]
 }
 
+/// Where the hand-written sections of a page come from: the tool's own
+/// `rip-<x>/MANUAL.md`, kept by the tool's authors next to its code, when
+/// it exists; otherwise `man/src/<name>.md`.
+pub fn hand_source(root: &Path, name: &str) -> PathBuf {
+    let manual = root.join(name).join("MANUAL.md");
+    if manual.is_file() {
+        manual
+    } else {
+        root.join("man/src").join(format!("{name}.md"))
+    }
+}
+
+/// Turn a tool's MANUAL.md, whose sections are `## ` headings after a
+/// `# title` and a preamble, into the `# SECTION` form of `man/src/`: the
+/// preamble is dropped and headings move up one level. Fenced blocks are
+/// left alone.
+pub fn from_manual(text: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut started = false;
+    let mut fenced = false;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        }
+        if !fenced && !line.starts_with(' ') {
+            if let Some(rest) = line.strip_prefix("## ") {
+                started = true;
+                out.push_str(&format!("# {rest}\n"));
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("### ") {
+                out.push_str(&format!("## {rest}\n"));
+                continue;
+            }
+            if started && line.starts_with("# ") {
+                bail!(
+                    "line {}: a '# ' heading after the first '## ' section",
+                    i + 1
+                );
+            }
+        }
+        if started {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !started {
+        bail!("no '## SECTION' heading");
+    }
+    Ok(out)
+}
+
 fn read_source(root: &Path, name: &str) -> Result<Vec<markdown::Section>> {
-    let path = root.join("man/src").join(format!("{name}.md"));
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {path:?}"))?;
+    let path = hand_source(root, name);
+    let mut text = fs::read_to_string(&path).with_context(|| format!("reading {path:?}"))?;
+    if path.ends_with("MANUAL.md") {
+        text = from_manual(&text).with_context(|| format!("reading {path:?}"))?;
+    }
     markdown::to_sections(&text).with_context(|| format!("converting {path:?}"))
+}
+
+/// The SEE ALSO section a tool page gets when its source has none.
+fn default_see_also(name: &str) -> Result<markdown::Section> {
+    let mut refs = vec!["`rip`(7)".to_owned()];
+    for (other, _) in tools() {
+        if other != name {
+            refs.push(format!("`{other}`(1)"));
+        }
+    }
+    let text = format!("# SEE ALSO\n{}\n", refs.join(", "));
+    let mut sections = markdown::to_sections(&text)?;
+    sections.pop().context("empty SEE ALSO")
 }
 
 fn clap_part(man: &clap_mangen::Man, render: RenderFn) -> Result<String> {
@@ -125,6 +198,7 @@ pub fn tool_page(root: &Path, name: &'static str, cmd: Command) -> Result<String
          .\\\" {name} and man/src/{name}.md. Edit those, not this file.\n"
     ));
     page.push_str(&clap_part(&man, clap_mangen::Man::render_title)?);
+    page.push_str(RAGGED);
     page.push_str(&clap_part(&man, clap_mangen::Man::render_name_section)?);
     page.push_str(&clap_part(&man, clap_mangen::Man::render_synopsis_section)?);
     page.push_str(&clap_part(
@@ -135,9 +209,12 @@ pub fn tool_page(root: &Path, name: &'static str, cmd: Command) -> Result<String
         page.push_str(&sections.remove(i).roff);
     }
     page.push_str(&clap_part(&man, clap_mangen::Man::render_options_section)?);
-    for required in ["JSON OUTPUT", "EXIT STATUS", "EXAMPLES", "SEE ALSO"] {
+    if !sections.iter().any(|s| s.title == "SEE ALSO") {
+        sections.push(default_see_also(name)?);
+    }
+    for required in ["JSON OUTPUT", "EXIT STATUS", "EXAMPLES"] {
         if !sections.iter().any(|s| s.title == required) {
-            bail!("man/src/{name}.md has no '# {required}' section");
+            bail!("{:?} has no {required} section", hand_source(root, name));
         }
     }
     page.push_str(&markdown::render(&sections));
@@ -159,6 +236,7 @@ pub fn overview_page(root: &Path) -> Result<String> {
     page.push_str(&format!(
         ".TH RIP 7 \"{DATE}\" \"rip {version}\" \"{MANUAL}\"\n"
     ));
+    page.push_str(RAGGED);
     page.push_str(&markdown::render(&sections));
     Ok(tidy(&page))
 }
@@ -247,18 +325,46 @@ mod tests {
 
         assert_eq!(
             names,
-            ["rip-user", "rip-perms", "rip-unit", "rip-audit", "rip-scrape"]
+            [
+                "rip-user",
+                "rip-perms",
+                "rip-unit",
+                "rip-audit",
+                "rip-scrape"
+            ]
         );
     }
 
     #[test]
     fn completion_files_use_each_shells_naming() {
-        assert_eq!(completion_file(Shell::Zsh, "rip-unit").unwrap(), "_rip-unit");
-        assert_eq!(completion_file(Shell::Bash, "rip-unit").unwrap(), "rip-unit");
+        assert_eq!(
+            completion_file(Shell::Zsh, "rip-unit").unwrap(),
+            "_rip-unit"
+        );
+        assert_eq!(
+            completion_file(Shell::Bash, "rip-unit").unwrap(),
+            "rip-unit"
+        );
         assert_eq!(
             completion_file(Shell::Fish, "rip-unit").unwrap(),
             "rip-unit.fish"
         );
+    }
+
+    #[test]
+    fn manual_sections_move_up_one_level() {
+        let text =
+            "# rip-x: notes\nPreamble.\n## JSON OUTPUT\n### Keys\nx\n```\n## not a heading\n```\n";
+
+        assert_eq!(
+            from_manual(text).unwrap(),
+            "# JSON OUTPUT\n## Keys\nx\n```\n## not a heading\n```\n"
+        );
+    }
+
+    #[test]
+    fn manual_without_sections_is_rejected() {
+        assert!(from_manual("# title\ntext\n").is_err());
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! - `- item` starts a bullet item; indented lines continue it;
 //! - a line starting with `: ` after a term line makes a definition list
 //!   entry (`.TP`), as in pandoc; more `: ` or indented lines continue it;
-//! - fenced blocks (three backticks) become literal examples (`.EX`/`.EE`);
+//! - fenced blocks (three backticks), and blocks indented by four spaces
+//!   after a blank line outside a list, become literal examples
+//!   (`.EX`/`.EE`);
 //! - pipe tables (`| a | b |`, then `|---|---|`) become tbl(1) tables;
 //! - inline `` `code` `` and `**bold**` are bold, `*text*` is italic.
 
@@ -135,12 +137,38 @@ pub fn to_sections(source: &str) -> Result<Vec<Section>> {
             i += 1;
             continue;
         }
+        let after_blank = i > 0 && lines[i - 1].trim().is_empty();
+        if line.starts_with("    ")
+            && after_blank
+            && matches!(block, Block::None | Block::Paragraph)
+        {
+            // An indented literal block: up to the first line that is
+            // neither blank nor indented; trailing blank lines are dropped.
+            let mut j = i;
+            while j < lines.len() && (lines[j].starts_with("    ") || lines[j].trim().is_empty()) {
+                j += 1;
+            }
+            let mut end = j;
+            while end > i && lines[end - 1].trim().is_empty() {
+                end -= 1;
+            }
+            out.push_str(".PP\n.RS 4\n.EX\n");
+            for l in &lines[i..end] {
+                let body = guard(escape(l.get(4..).unwrap_or("").trim_end(), true));
+                out.push_str(if body.is_empty() { "\\&" } else { &body });
+                out.push('\n');
+            }
+            out.push_str(".EE\n.RE\n");
+            block = Block::None;
+            i = end;
+            continue;
+        }
         if let Some(title) = trimmed.strip_prefix("## ") {
             out.push_str(&format!(".SS {}\n", inline(title.trim())?));
             block = Block::None;
         } else if trimmed.starts_with("```") {
             let mut j = i + 1;
-            out.push_str(".PP\n.EX\n");
+            out.push_str(".PP\n.RS 4\n.EX\n");
             while j < lines.len() && !lines[j].trim_end().starts_with("```") {
                 let body = guard(escape(lines[j].trim_end(), true));
                 out.push_str(if body.is_empty() { "\\&" } else { &body });
@@ -150,7 +178,7 @@ pub fn to_sections(source: &str) -> Result<Vec<Section>> {
             if j == lines.len() {
                 bail!("line {lineno}: code block is not closed");
             }
-            out.push_str(".EE\n");
+            out.push_str(".EE\n.RE\n");
             block = Block::None;
             i = j;
         } else if trimmed.starts_with('|') {
@@ -164,8 +192,16 @@ pub fn to_sections(source: &str) -> Result<Vec<Section>> {
             block = Block::None;
             i = j;
             continue;
-        } else if let Some(item) = trimmed.strip_prefix("- ") {
+        } else if let Some(item) = trimmed
+            .strip_prefix("- ")
+            .or_else(|| trimmed.strip_prefix("* "))
+        {
             out.push_str(".IP \\(bu 2\n");
+            out.push_str(&inline(item.trim())?);
+            out.push('\n');
+            block = Block::Bullet;
+        } else if let Some((num, item)) = numbered(trimmed) {
+            out.push_str(&format!(".IP {num}. 4\n"));
             out.push_str(&inline(item.trim())?);
             out.push('\n');
             block = Block::Bullet;
@@ -187,10 +223,7 @@ pub fn to_sections(source: &str) -> Result<Vec<Section>> {
             }
             out.push_str(&inline(trimmed.trim())?);
             out.push('\n');
-        } else if lines
-            .get(i + 1)
-            .is_some_and(|next| next.starts_with(": "))
-        {
+        } else if lines.get(i + 1).is_some_and(|next| next.starts_with(": ")) {
             out.push_str(".TP\n");
             out.push_str(&inline(trimmed.trim())?);
             out.push('\n');
@@ -212,6 +245,15 @@ pub fn to_sections(source: &str) -> Result<Vec<Section>> {
     Ok(sections)
 }
 
+/// `12. text` as (12, "text").
+fn numbered(line: &str) -> Option<(u32, &str)> {
+    let (num, rest) = line.split_once(". ")?;
+    if num.is_empty() || num.len() > 3 {
+        return None;
+    }
+    Some((num.parse().ok()?, rest))
+}
+
 /// The cells of one `| a | b |` row.
 fn cells(row: &str) -> Vec<&str> {
     let inner = row.trim().trim_start_matches('|');
@@ -219,23 +261,32 @@ fn cells(row: &str) -> Vec<&str> {
     inner.split('|').map(str::trim).collect()
 }
 
-/// Convert a pipe table (header, `---` separator, rows) to tbl(1). Every
-/// cell is a text block so long cells wrap; the last column takes the
-/// remaining width.
+/// Convert a pipe table (header, `---` separator, rows) to tbl(1): the
+/// header in bold over a rule, every cell a text block so long cells wrap,
+/// the last column taking the remaining width.
 fn table(rows: &[&str]) -> Result<String> {
-    if rows.len() < 2 || !cells(rows[1]).iter().all(|c| c.trim_matches([':', '-']).is_empty()) {
+    if rows.len() < 2
+        || !cells(rows[1])
+            .iter()
+            .all(|c| c.trim_matches([':', '-']).is_empty())
+    {
         bail!("a table needs a header row and a |---| separator row");
     }
     let header = cells(rows[0]);
     let n = header.len();
-    let mut out = String::from(".PP\n.TS\nallbox;\n");
+    // Left-adjusted: narrow wrapped cells cannot be justified, and groff
+    // warns about each one it tries.
+    let mut out = String::from(".PP\n.ad l\n.TS\n");
     let mut format: Vec<&str> = vec!["l"; n];
     if let Some(last) = format.last_mut() {
         *last = "lx";
     }
     out.push_str(&format.join(" "));
     out.push_str(".\n");
-    for (k, row) in std::iter::once(rows[0]).chain(rows[2..].iter().copied()).enumerate() {
+    for (k, row) in std::iter::once(rows[0])
+        .chain(rows[2..].iter().copied())
+        .enumerate()
+    {
         let cs = cells(row);
         if cs.len() != n {
             bail!("table row {row:?} has {} cells, the header {n}", cs.len());
@@ -243,7 +294,9 @@ fn table(rows: &[&str]) -> Result<String> {
         let mut line = Vec::new();
         for c in cs {
             let body = inline(c)?;
-            line.push(if k == 0 {
+            line.push(if body.is_empty() {
+                String::new()
+            } else if k == 0 {
                 format!("T{{\n\\fB{body}\\fR\nT}}")
             } else {
                 format!("T{{\n{body}\nT}}")
@@ -251,8 +304,11 @@ fn table(rows: &[&str]) -> Result<String> {
         }
         out.push_str(&line.join("\t"));
         out.push('\n');
+        if k == 0 {
+            out.push_str("_\n");
+        }
     }
-    out.push_str(".TE\n");
+    out.push_str(".TE\n.ad\n");
     Ok(out)
 }
 
@@ -278,7 +334,8 @@ mod tests {
 
     #[test]
     fn paragraphs_and_inline_markup() {
-        let roff = one("# EXIT STATUS\nSee `--dry-run` and *the spec*.\nSecond line.\n\nNew **para**.\n");
+        let roff =
+            one("# EXIT STATUS\nSee `--dry-run` and *the spec*.\nSecond line.\n\nNew **para**.\n");
 
         assert_eq!(
             roff,
@@ -302,8 +359,25 @@ mod tests {
 
         assert_eq!(
             roff,
-            ".PP\n.EX\nrip\\-user < a.json | jq '.x'\n\\&.hidden \\en\n.EE\n"
+            ".PP\n.RS 4\n.EX\nrip\\-user < a.json | jq '.x'\n\\&.hidden \\en\n.EE\n.RE\n"
         );
+    }
+
+    #[test]
+    fn indented_code_block_after_a_paragraph() {
+        let roff = one("# A\nRun:\n\n    rip-user --app a\n\n    | jq\n\nDone.\n");
+
+        assert_eq!(
+            roff,
+            ".PP\nRun:\n.PP\n.RS 4\n.EX\nrip\\-user \\-\\-app a\n\\&\n| jq\n.EE\n.RE\n.PP\nDone.\n"
+        );
+    }
+
+    #[test]
+    fn star_bullets_and_numbered_items() {
+        let roff = one("# A\n* one\n1. first\n");
+
+        assert_eq!(roff, ".IP \\(bu 2\none\n.IP 1. 4\nfirst\n");
     }
 
     #[test]
@@ -339,8 +413,8 @@ mod tests {
 
         assert_eq!(
             roff,
-            ".PP\n.TS\nallbox;\nl lx.\nT{\n\\fBkey\\fR\nT}\tT{\n\\fBmeaning\\fR\nT}\n\
-             T{\n\\fBa\\fR\nT}\tT{\nfirst\nT}\n.TE\n"
+            ".PP\n.ad l\n.TS\nl lx.\nT{\n\\fBkey\\fR\nT}\tT{\n\\fBmeaning\\fR\nT}\n_\n\
+             T{\n\\fBa\\fR\nT}\tT{\nfirst\nT}\n.TE\n.ad\n"
         );
     }
 
@@ -351,6 +425,9 @@ mod tests {
 
     #[test]
     fn subsection() {
-        assert_eq!(one("# A\n## Sub title\ntext\n"), ".SS Sub title\n.PP\ntext\n");
+        assert_eq!(
+            one("# A\n## Sub title\ntext\n"),
+            ".SS Sub title\n.PP\ntext\n"
+        );
     }
 }

@@ -15,7 +15,13 @@ use std::process::{Command, Output};
 
 use xtask::{completions, man_pages, stale, workspace_root};
 
-const TOOLS: [&str; 5] = ["rip-user", "rip-perms", "rip-unit", "rip-audit", "rip-scrape"];
+const TOOLS: [&str; 5] = [
+    "rip-user",
+    "rip-perms",
+    "rip-unit",
+    "rip-audit",
+    "rip-scrape",
+];
 
 /// The directory of the workspace's binaries: the parent of this test
 /// executable's `deps/`. `RIP_BIN_DIR` overrides it.
@@ -172,7 +178,14 @@ fn man_renders_the_rip_unit_page() {
 
     let page = text(&out.stdout);
     assert!(page.starts_with("RIP-UNIT(1)"), "{page}");
-    for heading in ["NAME", "SYNOPSIS", "OPTIONS", "JSON OUTPUT", "EXIT STATUS", "EXAMPLES"] {
+    for heading in [
+        "NAME",
+        "SYNOPSIS",
+        "OPTIONS",
+        "JSON OUTPUT",
+        "EXIT STATUS",
+        "EXAMPLES",
+    ] {
         assert!(
             page.lines().any(|l| l == heading),
             "no {heading} in:\n{page}"
@@ -307,11 +320,16 @@ fn has_user(root: &Path, name: &str) -> bool {
 #[test]
 fn ansible_playbook_deploys_each_hosts_apps_and_scrapes_them_all() {
     require("ansible-playbook", "ansible-core");
+    require("ssh-keygen", "openssh-client");
     let bins = built_tools();
     let dir = TestDir::new("ansible");
     let t = &dir.0;
     let app_bin = t.join("app1-binary");
     fs::write(&app_bin, "#!/bin/sh\nexec sleep infinity\n").unwrap();
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "backup@test", "-f"])
+        .arg(t.join("backup_key")));
+    let key = t.join("backup_key.pub");
     let inventory = t.join("inventory.ini");
     fs::write(
         &inventory,
@@ -328,10 +346,12 @@ fn ansible_playbook_deploys_each_hosts_apps_and_scrapes_them_all() {
              rip_bindir={{{{ rip_root }}}}/usr/local/bin\n\
              rip_confdir={{{{ rip_root }}}}/etc/rip\n\
              rip_bin_src={bins}\n\
-             rip_app_binaries={{\"app1\": \"{app_bin}\"}}\n",
+             rip_app_binaries={{\"app1\": \"{app_bin}\"}}\n\
+             rip_backup_key={key}\n",
             t = t.display(),
             bins = bins.display(),
             app_bin = app_bin.display(),
+            key = key.display(),
         ),
     )
     .unwrap();
@@ -356,11 +376,18 @@ fn ansible_playbook_deploys_each_hosts_apps_and_scrapes_them_all() {
     assert!(!has_user(&web1, "app2") && !has_user(&web1, "app3"));
     assert!(has_user(&web2, "app2") && has_user(&web2, "app3"));
     assert!(!has_user(&web2, "app1"));
-    assert!(has_user(&web1, "backup"), "backups of app1 need the backup user");
+    assert!(
+        has_user(&web1, "backup"),
+        "backups of app1 need the backup user"
+    );
+    let keys = read(&web1.join("home/backup/.ssh/authorized_keys"));
+    assert!(keys.contains("rrsync -ro"), "{keys}");
     assert!(web1.join("etc/systemd/system/app1.service").is_file());
     assert!(!web1.join("etc/systemd/system/app2.service").exists());
     for app in ["app2", "app3"] {
-        assert!(web2.join(format!("etc/systemd/system/{app}.service")).is_file());
+        assert!(web2
+            .join(format!("etc/systemd/system/{app}.service"))
+            .is_file());
     }
     assert_eq!(
         fs::read(web1.join("home/app1/bin/app1")).unwrap(),
@@ -392,7 +419,10 @@ fn ansible_playbook_deploys_each_hosts_apps_and_scrapes_them_all() {
         .collect();
     assert_eq!(recap.len(), 3, "{second}");
     for line in recap {
-        assert!(line.contains(" changed=0 "), "second run changed something:\n{second}");
+        assert!(
+            line.contains(" changed=0 "),
+            "second run changed something:\n{second}"
+        );
     }
 }
 
@@ -430,8 +460,14 @@ fn example_makefile_deploys_one_app_into_a_scratch_root() {
     assert!(has_user(&root, "shop"));
     let unit = read(&root.join("etc/systemd/system/shop.service"));
     assert!(unit.contains("/home/shop/bin/shop"), "{unit}");
-    assert!(deploy.contains("systemctl enable --now shop.service"), "{deploy}");
-    assert!(deploy.contains("systemctl restart shop.service"), "{deploy}");
+    assert!(
+        deploy.contains("systemctl enable --now shop.service"),
+        "{deploy}"
+    );
+    assert!(
+        deploy.contains("systemctl restart shop.service"),
+        "{deploy}"
+    );
 
     let again = text(&make("deploy").stdout);
 

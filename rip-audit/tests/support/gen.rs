@@ -297,7 +297,16 @@ fn directive(r: &mut Rng) -> (bool, String) {
         6 => format!(
             "User={}",
             r.pick(&[
-                "app1", "root", "0", "nobody", "65534", "app1 # me", "", "_svc", "0x0", "1000",
+                "app1",
+                "root",
+                "0",
+                "nobody",
+                "65534",
+                "app1 # me",
+                "",
+                "_svc",
+                "0x0",
+                "1000",
                 "root # x",
             ])
         ),
@@ -307,11 +316,26 @@ fn directive(r: &mut Rng) -> (bool, String) {
         ),
         8 => format!(
             "ProtectHome={}",
-            mc(r, &["yes", "no", "read-only", "tmpfs", "Read-Only", "", "true", "off"])
+            mc(
+                r,
+                &[
+                    "yes",
+                    "no",
+                    "read-only",
+                    "tmpfs",
+                    "Read-Only",
+                    "",
+                    "true",
+                    "off"
+                ]
+            )
         ),
         9 => format!(
             "ProtectSystem={}",
-            mc(r, &["yes", "no", "full", "strict", "FULL", "", "1", "false"])
+            mc(
+                r,
+                &["yes", "no", "full", "strict", "FULL", "", "1", "false"]
+            )
         ),
         10 => format!(
             "{}={}",
@@ -328,7 +352,13 @@ fn directive(r: &mut Rng) -> (bool, String) {
         }
         13 => format!(
             "UMask={}",
-            mc(r, &["0022", "0027", "0077", "0007", "0002", "022", "0177", "0", "", "8", "0020", "0070"])
+            mc(
+                r,
+                &[
+                    "0022", "0027", "0077", "0007", "0002", "022", "0177", "0", "", "8", "0020",
+                    "0070"
+                ]
+            )
         ),
         14 => format!(
             "KeyringMode={}",
@@ -336,12 +366,19 @@ fn directive(r: &mut Rng) -> (bool, String) {
         ),
         15 => format!(
             "ProtectProc={}",
-            mc(r, &["invisible", "ptraceable", "noaccess", "default", "", "hidden"])
+            mc(
+                r,
+                &[
+                    "invisible",
+                    "ptraceable",
+                    "noaccess",
+                    "default",
+                    "",
+                    "hidden"
+                ]
+            )
         ),
-        16 => format!(
-            "ProcSubset={}",
-            mc(r, &["pid", "all", "", "PID"])
-        ),
+        16 => format!("ProcSubset={}", mc(r, &["pid", "all", "", "PID"])),
         17 => format!(
             "{}={}",
             r.pick(&["NotifyAccess", "Type"]),
@@ -375,7 +412,15 @@ fn directive(r: &mut Rng) -> (bool, String) {
         }
         21 => format!(
             "SystemCallArchitectures={}",
-            r.pick(&["native", "x86-64", "native x86", "", "bogus", "native # n", "x86-64 native"])
+            r.pick(&[
+                "native",
+                "x86-64",
+                "native x86",
+                "",
+                "bogus",
+                "native # n",
+                "x86-64 native"
+            ])
         ),
         22..=24 => {
             let v = if r.chance(5) {
@@ -391,7 +436,10 @@ fn directive(r: &mut Rng) -> (bool, String) {
             } else {
                 r.some(IPS, 3).join(" ")
             };
-            format!("{}={v}", r.pick(&["IPAddressAllow", "IPAddressDeny", "IPAddressDeny"]))
+            format!(
+                "{}={v}",
+                r.pick(&["IPAddressAllow", "IPAddressDeny", "IPAddressDeny"])
+            )
         }
         26 => format!(
             "DevicePolicy={}",

@@ -1,0 +1,829 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Integration tests of rip-perms: the layout policy, the JSON contract, and
+//! the hostile-tree suite of issue #8 (symlinks, hard links, fifos, sockets,
+//! device nodes, deep and odd names, a bind mount, and a racing app that
+//! swaps a directory for a symlink). Run as root, like CI.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const APP_UID: u32 = 60001;
+const APP2_UID: u32 = 60002;
+const BIN: &str = env!("CARGO_BIN_EXE_rip-perms");
+
+fn require_root() {
+    assert_eq!(
+        unsafe_geteuid(),
+        0,
+        "the rip-perms integration tests must run as root (they chown to numeric ids)"
+    );
+}
+
+fn unsafe_geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// One test's scratch directory under CARGO_TARGET_TMPDIR, named after the
+/// test, kept when the test fails; bind mounts are always undone.
+struct Scratch {
+    dir: PathBuf,
+    root: PathBuf,
+    mounts: Vec<PathBuf>,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        require_root();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).unwrap();
+        }
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let root = dir.join("root");
+        for d in ["etc", "home"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+            fs::set_permissions(root.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(
+            root.join("etc/passwd"),
+            format!(
+                "root:x:0:0:root:/root:/bin/bash\n\
+                 app1:x:{APP_UID}:{APP_UID}::/home/app1:/bin/bash\n\
+                 app2:x:{APP2_UID}:{APP2_UID}::/home/app2:/bin/bash\n\
+                 backup:x:60009:60009::/home/backup:/bin/sh\n"
+            ),
+        )
+        .unwrap();
+        fs::write(
+            root.join("etc/group"),
+            format!("root:x:0:\napp1:x:{APP_UID}:backup\napp2:x:{APP2_UID}:backup\nbackup:x:60009:\n"),
+        )
+        .unwrap();
+        Scratch {
+            dir,
+            root,
+            mounts: Vec::new(),
+        }
+    }
+
+    fn home(&self, app: &str) -> PathBuf {
+        self.root.join("home").join(app)
+    }
+
+    /// A directory outside the root holding root-owned victims.
+    fn victims(&self) -> PathBuf {
+        let v = self.dir.join("victims");
+        fs::create_dir_all(v.join("sub")).unwrap();
+        for (name, mode) in [("shadow", 0o640), ("passwd", 0o644), ("sub/secret", 0o600)] {
+            let p = v.join(name);
+            fs::write(&p, b"victim\n").unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        }
+        v
+    }
+
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        run_as(None, &self.root, args, stdin)
+    }
+
+    fn bind(&mut self, src: &Path, dst: &Path) {
+        let s = CString::new(src.as_os_str().as_bytes()).unwrap();
+        let d = CString::new(dst.as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid C strings; a bind mount has no fs type or data.
+        let r = unsafe {
+            libc::mount(
+                s.as_ptr(),
+                d.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(
+            r,
+            0,
+            "bind mount {src:?} on {dst:?} failed: {} (the suite needs CAP_SYS_ADMIN)",
+            std::io::Error::last_os_error()
+        );
+        self.mounts.push(dst.to_path_buf());
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for m in self.mounts.iter().rev() {
+            let c = CString::new(m.as_os_str().as_bytes()).unwrap();
+            // SAFETY: valid C string.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("kept {:?} for inspection", self.dir);
+        }
+    }
+}
+
+/// Run rip-perms (as `uid` when given), killing it after 120 s: a hang
+/// (e.g. on a fifo) fails the test.
+fn run_as(uid: Option<u32>, root: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--root").arg(root).args(args);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if let Some(u) = uid {
+        cmd.uid(u).gid(u);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    // Read the output in another thread (a full pipe must not block the
+    // child) and give up after 120 s.
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let out = match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: plain syscall; the child has not been reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("rip-perms {args:?} did not finish in 120 s (hung?)");
+        }
+    };
+    if !out.stderr.is_empty() {
+        eprintln!("stderr: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    out
+}
+
+fn results(out: &Output) -> Vec<Value> {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["rip_perms"].clone())
+        .collect()
+}
+
+fn one(out: &Output) -> Value {
+    let mut r = results(out);
+    assert_eq!(r.len(), 1);
+    r.remove(0)
+}
+
+/// (uid, gid, mode) of a path, not following a symlink.
+fn meta(p: &Path) -> (u32, u32, u32) {
+    let m = fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+/// Owner and mode of everything under `dir` (never following symlinks).
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u32, u32, u32)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        out.insert(d.clone(), meta(&d));
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if fs::symlink_metadata(&p).unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), meta(&p));
+            }
+        }
+    }
+    out
+}
+
+fn chown(p: &Path, uid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(uid)).unwrap();
+}
+
+fn write(p: &Path, mode: u32, uid: u32) {
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, b"x").unwrap();
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+    chown(p, uid);
+}
+
+fn mkdir(p: &Path, mode: u32, uid: u32) {
+    fs::create_dir_all(p).unwrap();
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+    chown(p, uid);
+}
+
+fn reasons(r: &Value) -> BTreeMap<String, String> {
+    r["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["path"].as_str().unwrap().to_owned(),
+                x["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+const APP1_BACKUPS: &str = r#"{"name":"app1","backups":{"enabled":true}}"#;
+
+// ---------------------------------------------------------------- policy
+
+#[test]
+fn layout_with_backups_follows_the_policy() {
+    let s = Scratch::new("layout_with_backups");
+    let h = s.home("app1");
+    write(&h.join("bin/app1"), 0o4755, 0);
+    write(&h.join("age.key"), 0o644, 0);
+    write(&h.join("data/app.db"), 0o644, 0);
+    write(&h.join("data/app.db-wal"), 0o664, APP_UID);
+    write(&h.join("data/app.db-shm"), 0o664, APP_UID);
+    write(&h.join("data/notes.txt"), 0o666, APP_UID);
+    write(&h.join("data/backups/app-2026.db"), 0o600, APP_UID);
+    write(&h.join("data/backups/old/app-2025.db"), 0o644, 0);
+    write(&h.join("data/backups/stray.key"), 0o644, APP_UID);
+    mkdir(&h.join("logs"), 0o777, 0);
+    write(&h.join("logs/app.log"), 0o644, APP_UID);
+
+    let r = one(&s.run(&[], APP1_BACKUPS));
+
+    assert_eq!(r["changed"], true);
+    let want = [
+        ("", 0o710),
+        ("bin", 0o700),
+        ("bin/app1", 0o700),
+        ("age.key", 0o600),
+        ("data", 0o710),
+        ("data/app.db", 0o600),
+        ("data/app.db-wal", 0o600),
+        ("data/app.db-shm", 0o600),
+        ("data/notes.txt", 0o600),
+        ("data/backups", 0o2750),
+        ("data/backups/app-2026.db", 0o640),
+        ("data/backups/old", 0o2750),
+        ("data/backups/old/app-2025.db", 0o640),
+        ("data/backups/stray.key", 0o600),
+        ("logs", 0o700),
+        ("logs/app.log", 0o600),
+    ];
+    for (rel, mode) in want {
+        let p = if rel.is_empty() { h.clone() } else { h.join(rel) };
+        assert_eq!(meta(&p), (APP_UID, APP_UID, mode), "{rel}");
+    }
+}
+
+#[test]
+fn layout_without_backups_is_closed_to_the_group() {
+    let s = Scratch::new("layout_without_backups");
+
+    let r = one(&s.run(&[], r#"{"name":"app2"}"#));
+
+    let h = s.home("app2");
+    assert_eq!(r["counts"]["changed"], 3, "{r}");
+    assert_eq!(meta(&h), (APP2_UID, APP2_UID, 0o700));
+    assert_eq!(meta(&h.join("data")), (APP2_UID, APP2_UID, 0o700));
+    assert_eq!(meta(&h.join("bin")), (APP2_UID, APP2_UID, 0o700));
+    assert!(!h.join("data/backups").exists());
+    assert!(r["entries"].as_array().unwrap().iter().all(|e| e["created"] == true));
+}
+
+#[test]
+fn backups_outside_data_leave_data_closed() {
+    let s = Scratch::new("backups_outside_data");
+
+    one(&s.run(&[], r#"{"name":"app1","backups":{"dir":"/home/app1/snap/daily"}}"#));
+
+    let h = s.home("app1");
+    assert_eq!(meta(&h).2, 0o710);
+    assert_eq!(meta(&h.join("snap")).2, 0o710);
+    assert_eq!(meta(&h.join("snap/daily")).2, 0o2750);
+    assert_eq!(meta(&h.join("data")).2, 0o700);
+}
+
+#[test]
+fn rw_paths_are_created_inside_and_outside_the_home() {
+    let s = Scratch::new("rw_paths_created");
+
+    let r = one(&s.run(
+        &[],
+        r#"{"name":"app1","rw_paths":["/home/app1/uploads/img","/srv/app1/cache"]}"#,
+    ));
+
+    assert_eq!(r["changed"], true);
+    assert_eq!(meta(&s.home("app1").join("uploads")), (APP_UID, APP_UID, 0o700));
+    assert_eq!(meta(&s.home("app1").join("uploads/img")), (APP_UID, APP_UID, 0o700));
+    assert_eq!(meta(&s.root.join("srv")), (0, 0, 0o755));
+    assert_eq!(meta(&s.root.join("srv/app1")), (0, 0, 0o755));
+    assert_eq!(meta(&s.root.join("srv/app1/cache")), (APP_UID, APP_UID, 0o700));
+}
+
+#[test]
+fn spec_overrides_the_policy() {
+    let s = Scratch::new("spec_override");
+    write(&s.home("app1").join("bin/app1"), 0o755, APP_UID);
+    write(&s.home("app1").join("data/report.csv"), 0o600, APP_UID);
+
+    one(&s.run(
+        &[],
+        r#"{"name":"app1","perms":{"bin":{"file":"0500"},"data":{"file":"0640"}}}"#,
+    ));
+
+    assert_eq!(meta(&s.home("app1").join("bin/app1")).2, 0o500);
+    assert_eq!(meta(&s.home("app1").join("data/report.csv")).2, 0o640);
+}
+
+#[test]
+fn bad_override_is_rejected_before_anything_is_touched() {
+    let s = Scratch::new("bad_override");
+    write(&s.home("app1").join("data/app.db"), 0o644, 0);
+    let input = format!(
+        "{APP1_BACKUPS}\n{}\n",
+        r#"{"name":"app2","perms":{"database":{"file":"0640"}}}"#
+    );
+
+    let out = s.run(&[], &input);
+
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("perms.database.file") && err.contains("app2"), "{err}");
+    assert_eq!(meta(&s.home("app1").join("data/app.db")), (0, 0, 0o644));
+    assert!(!s.home("app2").exists());
+}
+
+#[test]
+fn unknown_policy_key_is_rejected() {
+    let s = Scratch::new("unknown_policy_key");
+
+    let out = s.run(&[], r#"{"name":"app1","perms":{"dta":{"file":"0600"}}}"#);
+
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("perms"));
+    assert!(!s.home("app1").exists());
+}
+
+#[test]
+fn missing_account_is_an_error_before_anything_is_touched() {
+    let s = Scratch::new("missing_account");
+
+    let out = s.run(&[], &format!("{APP1_BACKUPS}\n{{\"name\":\"app7\"}}\n"));
+
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("app7") && err.contains("rip-user"), "{err}");
+    assert!(!s.home("app1").exists());
+}
+
+#[test]
+fn restored_root_owned_database_is_given_back() {
+    // CASES PERMS-05: a restore run as root leaves a root-owned database.
+    let s = Scratch::new("perms_05_root_owned_db");
+    mkdir(&s.home("app1").join("data"), 0o700, APP_UID);
+    write(&s.home("app1").join("data/app.db"), 0o644, 0);
+
+    let r = one(&s.run(&[], r#"{"name":"app1"}"#));
+
+    assert_eq!(meta(&s.home("app1").join("data/app.db")), (APP_UID, APP_UID, 0o600));
+    let e = r["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "/home/app1/data/app.db")
+        .unwrap();
+    assert_eq!(e["before"], serde_json::json!({"uid": 0, "gid": 0, "mode": "0644"}));
+    assert_eq!(
+        e["after"],
+        serde_json::json!({"uid": APP_UID, "gid": APP_UID, "mode": "0600"})
+    );
+    assert_eq!(e["class"], "database");
+}
+
+#[test]
+fn existing_backups_dir_gets_setgid_and_explicit_modes() {
+    // CASES PERMS-06: an existing 0755 backups dir and a 0644 snapshot.
+    let s = Scratch::new("perms_06_setgid");
+    mkdir(&s.home("app1").join("data/backups"), 0o755, APP_UID);
+    write(&s.home("app1").join("data/backups/db.bak"), 0o644, APP_UID);
+
+    one(&s.run(&[], APP1_BACKUPS));
+
+    assert_eq!(meta(&s.home("app1").join("data/backups")).2, 0o2750);
+    assert_eq!(meta(&s.home("app1").join("data/backups/db.bak")).2, 0o640);
+}
+
+#[test]
+fn second_run_changes_nothing() {
+    let s = Scratch::new("second_run");
+    write(&s.home("app1").join("data/x"), 0o644, 0);
+    one(&s.run(&[], APP1_BACKUPS));
+
+    let r = one(&s.run(&[], APP1_BACKUPS));
+
+    assert_eq!(r["changed"], false);
+    assert_eq!(r["counts"]["changed"], 0);
+    assert_eq!(r["entries"], serde_json::json!([]));
+}
+
+#[test]
+fn dry_run_reports_and_changes_nothing() {
+    let s = Scratch::new("dry_run");
+    write(&s.home("app1").join("data/app.db"), 0o644, 0);
+    let before = snapshot(&s.root);
+
+    let r = one(&s.run(&["--dry-run"], APP1_BACKUPS));
+
+    assert_eq!(snapshot(&s.root), before);
+    assert_eq!(r["dry_run"], true);
+    assert_eq!(r["changed"], true);
+    let entries = r["entries"].as_array().unwrap();
+    let db = entries
+        .iter()
+        .find(|e| e["path"] == "/home/app1/data/app.db")
+        .unwrap();
+    assert_eq!(db["before"]["mode"], "0644");
+    assert_eq!(db["after"]["mode"], "0600");
+    let backups = entries
+        .iter()
+        .find(|e| e["path"] == "/home/app1/data/backups")
+        .unwrap();
+    assert_eq!(backups["created"], true);
+    assert_eq!(backups["before"], Value::Null);
+    assert_eq!(r["counts"]["changed"].as_u64(), Some(entries.len() as u64));
+}
+
+#[test]
+fn pipeline_records_pass_through() {
+    let s = Scratch::new("pipeline_records");
+    let input = r#"{"name":"app1","x-team":"ops","rip_user":{"changed":true,"dry_run":false}}"#;
+
+    let out = s.run(&[], input);
+
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["x-team"], "ops");
+    assert_eq!(line["rip_user"]["changed"], true);
+    assert_eq!(line["rip_perms"]["uid"], APP_UID);
+}
+
+#[test]
+fn show_policy_prints_default_and_per_app() {
+    let s = Scratch::new("show_policy");
+
+    let default: Value = serde_json::from_slice(&s.run(&["--show-policy"], "").stdout).unwrap();
+    let out = s.run(
+        &["--show-policy"],
+        &format!("{APP1_BACKUPS}\n{}\n", r#"{"name":"app2","perms":{"data":{"file":"0640"}}}"#),
+    );
+
+    assert_eq!(default["backups"]["dir"], "2750");
+    assert_eq!(default["key"]["patterns"], serde_json::json!(["*.key"]));
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["app"], "app1");
+    assert_eq!(lines[0]["layout"][0]["path"], "/home/app1");
+    assert_eq!(lines[0]["layout"][0]["dir"], "0710");
+    assert_eq!(lines[1]["layout"][0]["dir"], "0700");
+    assert_eq!(lines[1]["policy"]["data"]["file"], "0640");
+    assert!(!s.home("app1").exists());
+}
+
+#[test]
+fn as_an_ordinary_user_owner_changes_are_pending() {
+    let s = Scratch::new("unprivileged");
+    let user = 60005;
+    for d in [&s.root, &s.root.join("home")] {
+        chown(d, user);
+    }
+    write(&s.home("app1").join("data/app.db"), 0o644, user);
+    chown(&s.home("app1").join("data"), user);
+    chown(&s.home("app1"), user);
+
+    let r = one(&run_as(Some(user), &s.root, &[], r#"{"name":"app1"}"#));
+
+    assert_eq!(r["privileged"], false);
+    assert_eq!(meta(&s.home("app1").join("data/app.db")), (user, user, 0o600));
+    assert!(r["counts"]["pending"].as_u64().unwrap() >= 3, "{r}");
+    let db = r["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "/home/app1/data/app.db")
+        .unwrap();
+    assert_eq!(db["pending"], serde_json::json!(["owner"]));
+    assert!(r["notes"][0].as_str().unwrap().contains("planned"));
+}
+
+#[test]
+fn unsafe_parent_is_an_error() {
+    let s = Scratch::new("unsafe_parent");
+    fs::set_permissions(s.root.join("home"), fs::Permissions::from_mode(0o777)).unwrap();
+
+    let out = s.run(&[], r#"{"name":"app1"}"#);
+
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PERMS_UNSAFE_PARENT"));
+    assert!(!s.home("app1").exists());
+}
+
+#[test]
+fn home_that_is_a_symlink_is_not_followed() {
+    let s = Scratch::new("home_symlink");
+    let v = s.victims();
+    std::os::unix::fs::symlink(&v, s.home("app1")).unwrap();
+    let before = snapshot(&v);
+
+    let out = s.run(&[], r#"{"name":"app1"}"#);
+
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(snapshot(&v), before);
+}
+
+// ---------------------------------------------------------- hostile tree
+
+/// A tree owned by the app with every hostile kind of entry in it.
+#[test]
+fn hostile_tree_never_touches_outside_files() {
+    let mut s = Scratch::new("hostile_tree");
+    let v = s.victims();
+    let h = s.home("app1");
+    let data = h.join("data");
+    mkdir(&data.join("mnt"), 0o755, APP_UID);
+    let before = snapshot(&v);
+
+    // Symlinks to a file and a directory outside, absolute and relative,
+    // and one that stays inside.
+    std::os::unix::fs::symlink(v.join("shadow"), data.join("shadow")).unwrap();
+    std::os::unix::fs::symlink(&v, data.join("victims")).unwrap();
+    std::os::unix::fs::symlink("../../../../victims/passwd", data.join("rel")).unwrap();
+    std::os::unix::fs::symlink("app.db", data.join("inside")).unwrap();
+    // A hard link to a root-owned file outside.
+    fs::hard_link(v.join("passwd"), data.join("hardlink")).unwrap();
+    // A fifo, a unix socket, device nodes.
+    mkfifo(&data.join("fifo"));
+    let _sock = std::os::unix::net::UnixListener::bind(data.join("sock")).unwrap();
+    mknod(&data.join("null"), libc::S_IFCHR, libc::makedev(1, 3));
+    mknod(&data.join("loop"), libc::S_IFBLK, libc::makedev(7, 0));
+    // A 255-byte name and a non-UTF-8 name, both root-owned.
+    let long = "l".repeat(252) + ".db";
+    write(&data.join(&long), 0o644, 0);
+    let odd = data.join(std::ffi::OsStr::from_bytes(b"caf\xe9-\xff.db"));
+    write(&odd, 0o666, 0);
+    write(&data.join("app.db"), 0o644, 0);
+    // A bind mount of the victims inside the tree.
+    s.bind(&v.join("sub"), &data.join("mnt"));
+    for p in [&h, &data] {
+        chown(p, APP_UID);
+    }
+
+    let r = one(&s.run(&["--verbose"], r#"{"name":"app1"}"#));
+
+    assert_eq!(snapshot(&v), before, "a file outside the tree changed");
+    let why = reasons(&r);
+    let want = [
+        ("shadow", "PERMS_SYMLINK_ESCAPES"),
+        ("victims", "PERMS_SYMLINK_ESCAPES"),
+        ("rel", "PERMS_SYMLINK_ESCAPES"),
+        ("inside", "PERMS_SYMLINK_SKIPPED"),
+        ("hardlink", "PERMS_HARDLINK"),
+        ("fifo", "PERMS_SPECIAL_FILE"),
+        ("sock", "PERMS_SPECIAL_FILE"),
+        ("null", "PERMS_SPECIAL_FILE"),
+        ("loop", "PERMS_SPECIAL_FILE"),
+        ("mnt", "PERMS_MOUNT_POINT"),
+    ];
+    for (name, reason) in want {
+        assert_eq!(
+            why.get(&format!("/home/app1/data/{name}")).map(String::as_str),
+            Some(reason),
+            "{name}: {r:#}"
+        );
+    }
+    assert_eq!(r["counts"]["refused"], want.len());
+    // Links and special files themselves are left as they were.
+    assert_eq!(meta(&data.join("shadow")).0, 0);
+    assert_eq!(meta(&data.join("fifo")), (0, 0, meta(&data.join("fifo")).2));
+    // Odd names are fixed and reported exactly.
+    assert_eq!(meta(&data.join(&long)), (APP_UID, APP_UID, 0o600));
+    assert_eq!(meta(&odd), (APP_UID, APP_UID, 0o600));
+    let hex: Vec<&Value> = r["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.get("path_hex").is_some())
+        .collect();
+    assert_eq!(hex.len(), 1);
+    assert!(hex[0]["path_hex"].as_str().unwrap().ends_with("636166e92dff2e6462"));
+    // A second run refuses the same entries and changes nothing.
+    let again = one(&s.run(&[], r#"{"name":"app1"}"#));
+    assert_eq!(again["changed"], false);
+    assert_eq!(again["counts"]["refused"], want.len());
+}
+
+fn mkfifo(p: &Path) {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+fn mknod(p: &Path, kind: libc::mode_t, dev: libc::dev_t) {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid C string.
+    let r = unsafe { libc::mknod(c.as_ptr(), kind | 0o666, dev) };
+    assert_eq!(r, 0, "mknod {p:?}: {}", std::io::Error::last_os_error());
+}
+
+fn open_at(dir: &OwnedFd, name: &[u8], flags: i32) -> OwnedFd {
+    let c = CString::new(name).unwrap();
+    // SAFETY: valid C string; no O_CREAT.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags | libc::O_CLOEXEC) };
+    assert!(fd >= 0, "openat: {}", std::io::Error::last_os_error());
+    // SAFETY: fresh fd.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+#[test]
+fn nesting_deeper_than_path_max() {
+    let s = Scratch::new("deep_nesting");
+    let data = s.home("app1").join("data");
+    mkdir(&data, 0o700, APP_UID);
+    chown(&s.home("app1"), APP_UID);
+    let name = [b'd'; 100];
+    let levels = 60; // 60 * 101 bytes: beyond PATH_MAX (4096)
+    let mut fd = open_at(
+        &OwnedFd::from(fs::File::open(&data).unwrap()),
+        b".",
+        libc::O_RDONLY | libc::O_DIRECTORY,
+    );
+    for _ in 0..levels {
+        let c = CString::new(&name[..]).unwrap();
+        // SAFETY: valid C string.
+        assert_eq!(unsafe { libc::mkdirat(fd.as_raw_fd(), c.as_ptr(), 0o755) }, 0);
+        fd = open_at(&fd, &name, libc::O_RDONLY | libc::O_DIRECTORY);
+    }
+    let c = CString::new("bottom.db").unwrap();
+    // SAFETY: valid C string, O_CREAT with a mode.
+    let f = unsafe { libc::openat(fd.as_raw_fd(), c.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644) };
+    assert!(f >= 0);
+    // SAFETY: fresh fd.
+    drop(unsafe { OwnedFd::from_raw_fd(f) });
+
+    let r = one(&s.run(&[], r#"{"name":"app1"}"#));
+
+    assert_eq!(r["counts"]["errors"], 0, "{r}");
+    assert_eq!(r["counts"]["changed"].as_u64(), Some(levels + 3), "{r}");
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: valid fd and C string, st is writable.
+    let rc = unsafe { libc::fstatat(fd.as_raw_fd(), c.as_ptr(), st.as_mut_ptr(), 0) };
+    assert_eq!(rc, 0);
+    // SAFETY: fstatat succeeded.
+    let st = unsafe { st.assume_init() };
+    assert_eq!((st.st_uid, st.st_mode & 0o7777), (APP_UID, 0o600));
+    let deepest = r["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().len())
+        .max()
+        .unwrap();
+    assert!(deepest > 4096, "{deepest}");
+}
+
+/// CASES PERMS-03: while rip-perms walks, the app (a thread running with
+/// the app's uid) keeps swapping a directory full of files with a symlink
+/// to a directory of root-owned victims. Nothing outside may ever change.
+#[test]
+fn racing_symlink_swap_never_escapes() {
+    let s = Scratch::new("race_swap");
+    let v = s.victims();
+    let h = s.home("app1");
+    let data = h.join("data");
+    let cache = data.join("cache");
+    let files = 200;
+    for i in 0..files {
+        write(&v.join(format!("f{i:03}")), 0o644, 0);
+    }
+    mkdir(&cache, 0o755, APP_UID);
+    for p in [&h, &data] {
+        mkdir(p, 0o700, APP_UID);
+    }
+    std::os::unix::fs::symlink(&v, data.join("cache.lnk")).unwrap();
+    std::os::unix::fs::lchown(data.join("cache.lnk"), Some(APP_UID), Some(APP_UID)).unwrap();
+    let before = snapshot(&v);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let pause = Arc::new(AtomicBool::new(true));
+    let swaps = Arc::new(AtomicU64::new(0));
+    let swapping = Arc::new(std::sync::Mutex::new(()));
+    let data_fd = OwnedFd::from(fs::File::open(&data).unwrap());
+    let racer = {
+        let (stop, pause, swaps) = (stop.clone(), pause.clone(), swaps.clone());
+        let swapping = swapping.clone();
+        std::thread::spawn(move || {
+            // Drop to the app's uid for this thread only (raw syscalls act
+            // on the calling thread; glibc's wrappers would change all).
+            // SAFETY: plain syscalls with integer arguments.
+            unsafe {
+                assert_eq!(libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<u32>()), 0);
+                assert_eq!(libc::syscall(libc::SYS_setresgid, APP_UID, APP_UID, APP_UID), 0);
+                assert_eq!(libc::syscall(libc::SYS_setresuid, APP_UID, APP_UID, APP_UID), 0);
+            }
+            let a = CString::new("cache").unwrap();
+            let b = CString::new("cache.lnk").unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                if pause.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_micros(200));
+                    continue;
+                }
+                let _g = swapping.lock().unwrap();
+                if pause.load(Ordering::Acquire) {
+                    continue;
+                }
+                // SAFETY: valid fd and C strings.
+                let r = unsafe {
+                    libc::renameat2(
+                        data_fd.as_raw_fd(),
+                        a.as_ptr(),
+                        data_fd.as_raw_fd(),
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                assert_eq!(r, 0, "swap: {}", std::io::Error::last_os_error());
+                swaps.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+
+    let started = Instant::now();
+    let (mut runs, mut raced) = (0u32, 0u32);
+    while runs < 1000 && started.elapsed() < Duration::from_secs(240) {
+        // Reset with the racer paused: "cache" is the real directory again,
+        // its files root-owned 0644, so rip-perms has work to do in it.
+        pause.store(true, Ordering::Release);
+        let held = swapping.lock().unwrap();
+        if fs::symlink_metadata(&cache).unwrap().file_type().is_symlink() {
+            fs::rename(&cache, data.join("tmp")).unwrap();
+            fs::rename(data.join("cache.lnk"), &cache).unwrap();
+            fs::rename(data.join("tmp"), data.join("cache.lnk")).unwrap();
+        }
+        assert!(fs::symlink_metadata(&cache).unwrap().is_dir());
+        for i in 0..files {
+            let p = cache.join(format!("f{i:03}"));
+            if !p.exists() {
+                fs::write(&p, b"x").unwrap();
+            }
+            std::os::unix::fs::lchown(&p, Some(0), Some(0)).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        pause.store(false, Ordering::Release);
+        drop(held);
+
+        let out = s.run(&["--jobs", "2"], r#"{"name":"app1"}"#);
+        runs += 1;
+        let r = one(&out);
+        if reasons(&r).values().any(|x| x == "PERMS_RACE" || x == "PERMS_VANISHED") {
+            raced += 1;
+        }
+        assert_eq!(snapshot(&v), before, "run {runs}: a file outside the tree changed");
+    }
+    stop.store(true, Ordering::Relaxed);
+    racer.join().unwrap();
+
+    eprintln!(
+        "race: {runs} runs, {} swaps, {raced} runs saw a swap mid-walk, {:?}",
+        swaps.load(Ordering::Relaxed),
+        started.elapsed()
+    );
+    assert!(runs >= 1000, "only {runs} runs in the time bound");
+    assert!(swaps.load(Ordering::Relaxed) >= 1000);
+    assert_eq!(snapshot(&v), before);
+}
