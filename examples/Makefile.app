@@ -106,11 +106,11 @@ audit: $(OUT)/$(APP).json
 status:
 	$(SYSTEMCTL) status --no-pager $(APP).service
 
-# Stops the app and removes its unit. The user, its home and the data stay:
-# delete them by hand once the backups are safe (see rip(7), REMOVING AN APP).
-undeploy:
-	-$(SYSTEMCTL) disable --now $(APP).service
-	rm -f $(root_dir)/etc/systemd/system/$(APP).service $(root_dir)/etc/systemd/system/$(APP).socket
-	$(SYSTEMCTL) daemon-reload
+# Stops and disables the app and removes its unit (rip-unit --remove). The
+# user, its home and the data stay; once the backups are safe, remove them
+# with: rip-user --remove --archive --purge --app $(APP)   (see rip(7))
+undeploy: $(OUT)/$(APP).json
+	$(RIP)/rip-unit $(RIPFLAGS) --remove $(if $(filter /,$(ROOT)),--reload) <$< >$(OUT)/$(APP).removed.json
+	@echo "removed the unit of $(APP); the tool's report is in $(OUT)/$(APP).removed.json"
 
 FORCE:

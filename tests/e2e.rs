@@ -298,22 +298,46 @@ fn setup() -> Result<Fleet, String> {
             "binaries missing from {bins:?}: {missing:?}; run `cargo build --workspace --bins` first"
         ));
     }
-    let go_app = build_go_app(&bins)?;
-
-    // Boot a fresh container (reusing a running one only when asked to).
+    // Boot a fresh container (reusing a running one only when asked to),
+    // building the Go app meanwhile.
     let reuse = std::env::var_os("RIP_E2E_REUSE").is_some() && sandbox(&["status"]).ok();
-    if !reuse {
-        sandbox(&["down"]);
-        let up = sandbox(&["up"]);
-        // SAFETY: registers a plain extern "C" fn with no captured state; it
-        // runs at process exit and only spawns the sandbox's `down`.
-        unsafe {
-            atexit(teardown);
+    let (go_app, up) = std::thread::scope(|scope| {
+        let go = scope.spawn(|| {
+            let t = Instant::now();
+            let r = build_go_app(&bins);
+            measured(
+                "setup",
+                &format!("go build took {:.1}s", t.elapsed().as_secs_f64()),
+            );
+            r
+        });
+        let up = if reuse {
+            None
+        } else {
+            sandbox(&["down"]);
+            let up = sandbox(&["up"]);
+            // SAFETY: registers a plain extern "C" fn with no captured state;
+            // it runs at process exit and only spawns the sandbox's `down`.
+            unsafe {
+                atexit(teardown);
+            }
+            Some(up)
+        };
+        (
+            go.join()
+                .unwrap_or_else(|_| Err("go build panicked".into())),
+            up,
+        )
+    });
+    if let Some(up) = up {
+        for l in up.stderr.lines() {
+            measured("setup", l);
         }
         if !up.ok() {
             return Err(format!("the container did not boot\n{}", up.describe()));
         }
     }
+    let go_app = go_app?;
     let env = sandbox(&["env"]).checked()?;
     let rootfs = env
         .lines()
@@ -364,12 +388,14 @@ fn build_go_app(bins: &Path) -> Result<PathBuf, String> {
 
 fn copy_in(rootfs: &Path, src: &Path, dst: &str, mode: u32) -> Result<(), String> {
     let target = rootfs.join(dst.trim_start_matches('/'));
-    if let Some(dir) = target.parent() {
-        fs::create_dir_all(dir).map_err(|e| format!("{dir:?}: {e}"))?;
-    }
-    fs::copy(src, &target).map_err(|e| format!("copy {src:?} -> {target:?}: {e}"))?;
-    fs::set_permissions(&target, fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("chmod {target:?}: {e}"))
+    let dir = target.parent().ok_or(format!("{target:?} has no parent"))?;
+    fs::create_dir_all(dir).map_err(|e| format!("{dir:?}: {e}"))?;
+    // Copy beside, then rename: the old file may be a running binary.
+    let tmp = dir.join(".e2e-copy.tmp");
+    fs::copy(src, &tmp).map_err(|e| format!("copy {src:?} -> {tmp:?}: {e}"))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("chmod {tmp:?}: {e}"))?;
+    fs::rename(&tmp, &target).map_err(|e| format!("rename {tmp:?} -> {target:?}: {e}"))
 }
 
 /// Install tools and apps, run the pipeline inside the container (--root /),
@@ -611,6 +637,13 @@ fn claim01_each_app_runs_as_its_own_user_and_group() {
                 a.name, st["Gid"], a.name
             ),
         );
+        measured(
+            "claim1",
+            &format!(
+                "info {} MainPID {pid} supplementary Groups: {:?}",
+                a.name, st["Groups"]
+            ),
+        );
         v.expect(
             "claim1",
             uids.insert(uid.clone()),
@@ -739,6 +772,9 @@ fn claim03_writes_only_its_data_dir() {
                 format!("{} write {p}: {res}", a.name),
             );
         }
+        // Opening the running binary for writing fails with ETXTBSY before
+        // any read-only check, so the binary's mount in the unit's namespace
+        // is the evidence.
         let bin = format!("{h}/bin/{}", a.name);
         let res = check(&r, "openw", &bin);
         v.expect(
@@ -746,6 +782,22 @@ fn claim03_writes_only_its_data_dir() {
             is_errno(&res),
             format!("{} open its binary {bin} for writing: {res}", a.name),
         );
+        let pid = main_pid(&a.name);
+        for (p, must_ro) in [(bin.as_str(), true), (h.as_str(), false)] {
+            let m = sh_ok(&format!(
+                "nsenter -t {pid} -m findmnt -no TARGET,FSTYPE,OPTIONS -T {p}"
+            ));
+            let m = m.split_whitespace().collect::<Vec<_>>().join(" ");
+            if must_ro {
+                let ro = m
+                    .split(' ')
+                    .nth(2)
+                    .is_some_and(|o| o.split(',').any(|x| x == "ro"));
+                v.expect("claim3", ro, format!("{} sees {p} on mount: {m}", a.name));
+            } else {
+                measured("claim3", &format!("info {} sees {p} on mount: {m}", a.name));
+            }
+        }
     }
     v.finish("claim 3");
 }
@@ -1008,14 +1060,32 @@ fn claim08_backup_key_pulls_read_only() {
 
     // A tunnel to an app's port through the backup key.
     let target = f.apps.iter().find(|a| a.port != 80).unwrap_or(&f.apps[0]);
+    // The SFTP subsystem (what scp uses too).
+    let sftp = sh(&format!(
+        "echo 'get app1/data/app.db /root/e2e/sftp.db' | timeout 20 sftp -b - {} backup@127.0.0.1 2>&1; \
+         echo rc=$?; test -e /root/e2e/sftp.db && echo GOT-FILE",
+        SSH.trim_start_matches("ssh ")
+    ));
+    v.expect(
+        "claim8",
+        !sftp.stdout.contains("\nrc=0\n") && !sftp.stdout.contains("GOT-FILE"),
+        format!("sftp: {}", sftp.stdout.trim().replace('\n', " | ")),
+    );
+
+    // The forward's local listener appears only once the key was accepted;
+    // then a connection through it must not reach the app.
     let tunnel = sh(&format!(
-        "timeout 6 {SSH} -N -L 127.0.0.1:19999:127.0.0.1:{} backup@127.0.0.1 >/root/e2e/tunnel.out 2>&1 & \
-         sleep 2; curl -sS -m 3 http://127.0.0.1:19999/ 2>&1; echo rc=$?; wait; cat /root/e2e/tunnel.out",
+        "timeout 20 {SSH} -N -L 127.0.0.1:19999:127.0.0.1:{} backup@127.0.0.1 >/root/e2e/tunnel.out 2>&1 & pid=$!; \
+         for i in $(seq 100); do ss -ltn | grep -q '127.0.0.1:19999 ' && break; sleep 0.1; done; \
+         ss -ltn | grep -q '127.0.0.1:19999 ' && echo listening=yes || echo listening=no; \
+         curl -sS -m 3 http://127.0.0.1:19999/ 2>&1; echo rc=$?; kill $pid; wait; cat /root/e2e/tunnel.out",
         target.port
     ));
     v.expect(
         "claim8",
-        !tunnel.stdout.contains(&format!("{}\nrc=0", target.name)),
+        tunnel.stdout.starts_with("listening=yes")
+            && !tunnel.stdout.contains(&format!("{}\nrc=0", target.name))
+            && !tunnel.stdout.contains("\nrc=0\n"),
         format!(
             "port forward to {}'s :{}: {}",
             target.name,
@@ -1278,4 +1348,194 @@ fn harness_boots_systemd_252() {
     assert!(f.rootfs.join("etc/rip-e2e-release").is_file());
     let pid1 = sh_ok("cat /proc/1/comm");
     assert_eq!(pid1.trim(), "systemd");
+    for a in &f.apps {
+        let score = sh(&format!(
+            "systemd-analyze security --no-pager {} | tail -n1",
+            a.name
+        ));
+        measured(
+            "harness",
+            &format!("info {}: {}", a.name, score.stdout.trim()),
+        );
+    }
+}
+
+/// Beyond the ten claims: the strict profile under systemd. Two more apps
+/// (Go and Rust) get their ports from `NAME.socket` (sd_listen_fds), run
+/// with no capability and a private network, and tell the app port from the
+/// metrics port by getsockname().
+#[test]
+fn strict_profile_socket_activation() {
+    let (_g, f) = deployed();
+    let mut v = Verdict::default();
+    let extra = [
+        ("app4", "go", 8090u16, 9104u16),
+        ("app5", "rust", 8091, 9105),
+    ];
+    let bins = bin_dir();
+    let mut specs: Vec<Value> =
+        serde_json::from_str(&fs::read_to_string(workspace().join("examples/apps.json")).unwrap())
+            .unwrap();
+    for (name, rt, port, mport) in extra {
+        specs.push(serde_json::json!({
+            "name": name, "runtime": rt, "profile": "strict",
+            "exec": [format!("/home/{name}/bin/{name}"), "-listen", format!(":{port}"),
+                     "-metrics", format!("127.0.0.1:{mport}"),
+                     "-dbpath", format!("/home/{name}/data/app.db")],
+            "listen": [{"port": port}], "metrics": {"port": mport}
+        }));
+        let src = if rt == "rust" {
+            bins.join("rip-e2e-testapp")
+        } else {
+            bins.join("e2e/testapp-go")
+        };
+        copy_in(&f.rootfs, &src, &format!("/home/{name}/bin/{name}"), 0o755).unwrap();
+    }
+    fs::write(
+        f.rootfs.join("root/e2e/apps-strict.json"),
+        serde_json::to_string_pretty(&specs).unwrap(),
+    )
+    .unwrap();
+    let pipeline = sh("cd /root/e2e && rip-user --backup-key backup_key.pub < apps-strict.json 2>60-strict.err \
+                       | rip-perms 2>>60-strict.err | rip-unit > 60-strict.ndjson 2>>60-strict.err; \
+                       echo rc=$?; cat 60-strict.err");
+    v.expect(
+        "strict",
+        pipeline.stdout.starts_with("rc=0"),
+        format!(
+            "pipeline with two strict apps: {}",
+            pipeline.stdout.trim().replace('\n', " | ")
+        ),
+    );
+    let start = sh("systemctl daemon-reload && systemctl start app4.socket app5.socket");
+    v.expect(
+        "strict",
+        start.ok(),
+        format!("start sockets: {}", start.describe()),
+    );
+    for (name, _, port, mport) in extra {
+        let unit = sh(&format!("cat /etc/systemd/system/{name}.socket"));
+        measured(
+            "strict",
+            &format!("{name}.socket: {}", unit.stdout.trim().replace('\n', " | ")),
+        );
+        let body = sh(&format!("curl -sS -m 10 http://127.0.0.1:{port}/"));
+        v.expect(
+            "strict",
+            body.stdout.trim() == name,
+            format!(
+                "GET :{port} -> {:?} {}",
+                body.stdout.trim(),
+                body.stderr.trim()
+            ),
+        );
+        let app = App {
+            name: name.into(),
+            port,
+            metrics: mport,
+            backups: false,
+            runtime: String::new(),
+            home: format!("/home/{name}"),
+            agekey: None,
+        };
+        let r = probe(&app, &[]);
+        v.expect(
+            "strict",
+            r["socket_activated"] == true,
+            format!(
+                "{name} socket_activated {} listeners {}",
+                r["socket_activated"], r["listeners"]
+            ),
+        );
+        v.expect(
+            "strict",
+            r["status"]["CapEff"] == "0000000000000000"
+                && r["status"]["CapBnd"] == "0000000000000000",
+            format!(
+                "{name} CapEff {} CapBnd {}",
+                r["status"]["CapEff"], r["status"]["CapBnd"]
+            ),
+        );
+        let m = sh(&format!("curl -sS -m 10 http://127.0.0.1:{mport}/metrics"));
+        v.expect(
+            "strict",
+            m.stdout.contains(&format!("testapp_up{{app=\"{name}\"")),
+            format!(
+                "metrics via the socket on :{mport}: {}",
+                m.stdout.lines().nth(2).unwrap_or(m.stderr.trim())
+            ),
+        );
+        let pid = main_pid(name);
+        let ns = sh_ok(&format!("readlink /proc/{pid}/ns/net /proc/1/ns/net"));
+        let mut l = ns.lines();
+        let (a, b) = (l.next().unwrap_or(""), l.next().unwrap_or(""));
+        v.expect(
+            "strict",
+            a != b && !a.is_empty(),
+            format!("{name} network namespace {a} (PID 1: {b})"),
+        );
+    }
+    // Leave the fleet as it was: stop and drop the extra units.
+    sh(
+        "systemctl stop app4.socket app5.socket app4.service app5.service; \
+        rm -f /etc/systemd/system/app4.* /etc/systemd/system/app5.*; systemctl daemon-reload",
+    );
+    v.finish("strict profile");
+}
+
+/// The checks discriminate: the same probe run as an app's user but outside
+/// its unit (no hardening) must see what the claims say the unit hides, so
+/// the claims above cannot pass merely because the probe is broken.
+#[test]
+fn control_same_probe_without_the_unit_sees_more() {
+    let (_g, f) = deployed();
+    let mut v = Verdict::default();
+    let a = &f.apps[0];
+    let o = f
+        .apps
+        .iter()
+        .find(|o| o.name != a.name)
+        .expect("a second app");
+    let marker = "/tmp/e2e-control-marker";
+    sh_ok(&format!("echo x > {marker}"));
+    let r = probe_as(
+        &a.name,
+        &[
+            ("stat", o.home.clone()),
+            ("stat", marker.to_owned()),
+            ("write", format!("/var/tmp/e2e-control-{}", a.name)),
+            ("suiddir", format!("{}/data", a.home)),
+        ],
+    );
+    sh(&format!("rm -f {marker}"));
+    let stat_other = check(&r, "stat", &o.home);
+    v.expect(
+        "control",
+        stat_other == "ok",
+        format!(
+            "{} outside its unit: stat {} = {stat_other} (the unit: ENOENT)",
+            a.name, o.home
+        ),
+    );
+    let m = check(&r, "stat", marker);
+    v.expect(
+        "control",
+        m == "ok",
+        format!("{} outside its unit: sees {marker}: {m}", a.name),
+    );
+    let nnp = r["status"]["NoNewPrivs"].as_str().unwrap_or("?").to_owned();
+    v.expect(
+        "control",
+        nnp == "0",
+        format!("{} outside its unit: NoNewPrivs {nnp}", a.name),
+    );
+    let suid = check_op(&r, "chmod_suid");
+    v.expect(
+        "control",
+        suid == "ok",
+        format!("{} outside its unit: chmod u+s = {suid}", a.name),
+    );
+    let userns = check_op(&r, "unshare_user");
+    measured("control", &format!("info {} outside its unit: new user ns = {userns} (nspawn's own seccomp filter may refuse it)", a.name));
+    v.finish("control");
 }

@@ -363,6 +363,7 @@ pub fn audit_app(
     let mut resources = Vec::new();
     let mut cross: Vec<serde_json::Value> = Vec::new();
     let mut backup_reach: Vec<serde_json::Value> = Vec::new();
+    let mut backup_other: Vec<serde_json::Value> = Vec::new();
     let mut count = 0usize;
     for entry in walkdir::WalkDir::new(&home_host)
         .follow_links(false)
@@ -464,8 +465,12 @@ pub fn audit_app(
                     ),
                     "backup" => {
                         let allowed = matches!(kind, "backup" | "backups") && !a.contains('w');
-                        if !allowed {
-                            backup_reach.push(json!({"principal": p.name, "path": path, "kind": kind, "access": a}));
+                        let item =
+                            json!({"principal": p.name, "path": path, "kind": kind, "access": a});
+                        if matches!(kind, "file" | "dir") && !a.contains('w') {
+                            backup_other.push(item);
+                        } else if !allowed {
+                            backup_reach.push(item);
                         }
                     }
                     _ => {}
@@ -499,6 +504,19 @@ pub fn audit_app(
             ),
             json!({"access": backup_reach}),
             "keep databases and keys 0600 and the home 0710; backups only in the 2750 backups dir",
+        ));
+    }
+
+    if !backup_other.is_empty() {
+        f.push(Finding::new(
+            "ISOLATION_BACKUP_READS_OTHER",
+            Severity::Low,
+            format!(
+                "the backup user can read other files of {} by name",
+                spec.name
+            ),
+            json!({"access": backup_other}),
+            "chmod go-rwx the files (e.g. dotfiles copied from /etc/skel)",
         ));
     }
 

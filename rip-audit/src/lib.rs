@@ -194,7 +194,10 @@ fn users_of_units(
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "service") && p.is_file())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "service")
+                && std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file())
+        })
         .collect();
     files.sort();
     for f in files {
@@ -325,13 +328,7 @@ fn run_units(args: &cli::Cli, root: &Root, out: impl Write) -> anyhow::Result<Ex
     let refs: Vec<&AuditedUnit> = audited.iter().collect();
     let users = users_of_units(root, &args.unit_dir, &refs);
     let obs = observe_sources(args, root);
-    let mut em = Emitter {
-        args,
-        out,
-        all_ok: true,
-        summaries: Vec::new(),
-    };
-    for u in &audited {
+    let one = |u: AuditedUnit| -> AuditResult {
         let cx = lint::Context {
             root,
             accounts: &accounts,
@@ -340,8 +337,8 @@ fn run_units(args: &cli::Cli, root: &Root, out: impl Write) -> anyhow::Result<Ex
             host: &host,
         };
         let mut res = empty_result(args);
-        res.findings = unit_findings(u);
-        let (f, ov) = lint::lint(u, &cx);
+        res.findings = unit_findings(&u);
+        let (f, ov) = lint::lint(&u, &cx);
         res.findings.extend(f);
         res.overrides_systemd_analyze = ov;
         if let Some((src, required)) = &obs {
@@ -349,10 +346,60 @@ fn run_units(args: &cli::Cli, root: &Root, out: impl Write) -> anyhow::Result<Ex
             res.observed = Some(o);
             res.findings.extend(f);
         }
-        res.unit = Some(u.report.clone());
-        let res = finish(args, res);
-        let label = u.report.name.clone();
-        em.emit(None, &label, res)?;
+        res.unit = Some(u.report);
+        finish(args, res)
+    };
+    let mut em = Emitter {
+        args,
+        out,
+        all_ok: true,
+        summaries: Vec::new(),
+    };
+    if args.format == cli::Format::Text {
+        for u in audited {
+            let label = u.report.name.clone();
+            em.emit(None, &label, one(u))?;
+        }
+        return em.finish();
+    }
+    // JSON: lint and serialise in parallel, write in argument order.
+    let mut parts: Vec<Vec<AuditedUnit>> = Vec::new();
+    let mut rest = audited;
+    while !rest.is_empty() {
+        let tail = rest.split_off(chunk.min(rest.len()));
+        parts.push(rest);
+        rest = tail;
+    }
+    let outputs = std::thread::scope(|sc| -> anyhow::Result<Vec<(Vec<u8>, bool)>> {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                let one = &one;
+                sc.spawn(move || -> anyhow::Result<(Vec<u8>, bool)> {
+                    let mut buf = Vec::with_capacity(part.len() * 16 * 1024);
+                    let mut ok = true;
+                    for u in part {
+                        let res = one(u);
+                        ok &= res.ok;
+                        buf.extend_from_slice(b"{\"rip_audit\":");
+                        serde_json::to_writer(&mut buf, &res)?;
+                        buf.extend_from_slice(b"}\n");
+                    }
+                    Ok((buf, ok))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("an audit thread panicked"))?
+            })
+            .collect()
+    })?;
+    for (buf, ok) in outputs {
+        em.all_ok &= ok;
+        em.out.write_all(&buf)?;
     }
     em.finish()
 }
@@ -440,12 +487,12 @@ pub fn run(args: &cli::Cli, stdin: impl Read, stdout: impl Write) -> anyhow::Res
     em.finish()
 }
 
-/// Where the app's unit is: `rip_unit.path` from the record when rip-unit
+/// Where the app's unit is: `rip_unit.unit` from the record when rip-unit
 /// ran earlier in the pipeline, else `<unit-dir>/<name>.service`.
 fn unit_path(args: &cli::Cli, root: &Root, r: &rip_core::Record) -> PathBuf {
     let from_unit = r
         .result_of("rip_unit")
-        .and_then(|v| v.get("path").or_else(|| v.get("unit_path")))
+        .and_then(|v| v.get("unit").or_else(|| v.get("path")))
         .and_then(|v| v.as_str())
         .filter(|p| p.ends_with(".service"));
     match from_unit {

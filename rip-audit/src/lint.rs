@@ -174,6 +174,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a String>) -> Option<&'a String> {
     candidates
+        .filter(|c| c.len().abs_diff(word.len()) <= 2)
         .map(|c| (edit_distance(word, c), c))
         .filter(|(d, _)| *d <= 2)
         .min_by_key(|(d, _)| *d)
@@ -204,6 +205,10 @@ pub fn implied_nnp(s: &Settings) -> bool {
         ]
         .iter()
         .any(|f| s.flag(f))
+}
+
+fn root_user(s: &Settings) -> bool {
+    matches!(s.user.as_deref(), None | Some("root") | Some("0"))
 }
 
 fn under(path: &str, dir: &str) -> bool {
@@ -413,6 +418,33 @@ pub fn lint(u: &AuditedUnit, cx: &Context<'_>) -> (Vec<Finding>, Vec<Override>) 
         });
     }
 
+    // Capabilities beyond what the spec needs (a widened set).
+    if let Some(spec) = cx.spec {
+        let need = if spec.binds_privileged_port() && spec.profile == rip_core::Profile::Default {
+            model::cap_from_name("CAP_NET_BIND_SERVICE").map_or(0, |b| 1u64 << b)
+        } else {
+            0
+        };
+        let all_known = (1u64 << model::CAPS.len()) - 1;
+        let extra = (s.cap_bounding | s.cap_ambient) & !need & all_known;
+        if extra != 0 && !root_user(s) {
+            f.push(Finding::new(
+                "UNIT_CAPS_BEYOND_NEED",
+                Severity::High,
+                format!("the unit keeps capabilities {} does not need", spec.name),
+                json!({"bounding": model::cap_names(s.cap_bounding & all_known),
+                       "ambient": model::cap_names(s.cap_ambient),
+                       "needed": model::cap_names(need),
+                       "extra": model::cap_names(extra)}),
+                format!(
+                    "CapabilityBoundingSet={} and AmbientCapabilities={}",
+                    model::cap_names(need).join(" "),
+                    model::cap_names(need & s.cap_ambient).join(" ")
+                ),
+            ));
+        }
+    }
+
     // Paths that must exist (UNIT-01).
     for key in [
         "ReadWritePaths",
@@ -486,9 +518,17 @@ pub fn lint(u: &AuditedUnit, cx: &Context<'_>) -> (Vec<Finding>, Vec<Override>) 
     let hidden: Vec<&(String, String)> = needed
         .iter()
         .filter(|(_, p)| hidden_dirs.iter().any(|d| under(p, d)))
-        .filter(|(_, p)| match s.protect_home {
+        .filter(|(from, p)| match s.protect_home {
             ProtectHome::Yes => true,
-            ProtectHome::Tmpfs => !binds.iter().any(|b| under(p, b)),
+            // On the tmpfs, a path is there when a bind covers it; a
+            // directory that only has to exist (working directory, home) is
+            // also there when it is the parent of a bind mount point.
+            ProtectHome::Tmpfs => {
+                let dir_only = from == "WorkingDirectory" || from == "home";
+                !binds
+                    .iter()
+                    .any(|b| under(p, b) || (dir_only && under(b, p)))
+            }
             _ => false,
         })
         .collect();
@@ -727,7 +767,8 @@ fn user_findings(
                 ));
             }
             if let Some(others) = cx.users.get(name) {
-                let others: Vec<&String> = others.iter().filter(|u| **u != s.name).collect();
+                let all: Vec<&String> = others.iter().filter(|u| **u != s.name).collect();
+                let others: Vec<&String> = all.iter().take(10).copied().collect();
                 if !others.is_empty() {
                     f.push(Finding::new(
                         "USER_SHARED",
@@ -735,7 +776,7 @@ fn user_findings(
                         format!(
                             "User={name} is shared with other units: no isolation between them"
                         ),
-                        json!({"user": name, "units": others}),
+                        json!({"user": name, "units": others, "count": all.len()}),
                         "give every app its own user",
                     ));
                     ov.push(Override {

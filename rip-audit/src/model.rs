@@ -275,6 +275,56 @@ const ERRNO_NAMES: &[&str] = &[
     "ENOSTR",
 ];
 
+/// A `SystemCallFilter=` set: per interned syscall id, absent or the errno
+/// (-1: none) it was listed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyscallFilter {
+    entries: Vec<i32>,
+}
+
+const ABSENT: i32 = i32::MIN;
+
+impl SyscallFilter {
+    fn new() -> Self {
+        SyscallFilter {
+            entries: vec![ABSENT; syscalls::tables().len()],
+        }
+    }
+
+    /// The errno `name` is listed with (-1: none), if listed.
+    pub fn get(&self, name: &str) -> Option<i32> {
+        let id = syscalls::tables().id(name)?;
+        self.get_id(id)
+    }
+
+    /// Like [`SyscallFilter::get`], by id.
+    pub fn get_id(&self, id: u16) -> Option<i32> {
+        match self.entries.get(usize::from(id)) {
+            Some(&e) if e != ABSENT => Some(e),
+            _ => None,
+        }
+    }
+
+    fn set(&mut self, id: u16, num: i32) {
+        if let Some(e) = self.entries.get_mut(usize::from(id)) {
+            *e = num;
+        }
+    }
+
+    fn remove(&mut self, id: u16) {
+        self.set(id, ABSENT);
+    }
+
+    /// Every listed id and its errno.
+    pub fn iter(&self) -> impl Iterator<Item = (u16, i32)> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| **e != ABSENT)
+            .map(|(i, e)| (i as u16, *e))
+    }
+}
+
 /// `ProtectHome=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProtectHome {
@@ -409,8 +459,8 @@ pub struct Settings {
     pub syscall_archs: BTreeSet<String>,
     /// Whether `SystemCallFilter=` is an allow-list.
     pub syscall_allow_list: bool,
-    /// Syscall name -> errno (-1 none), if a filter is in effect.
-    pub syscall_filter: Option<BTreeMap<String, i32>>,
+    /// The filter, if one is in effect.
+    pub syscall_filter: Option<SyscallFilter>,
     /// `DevicePolicy=`.
     pub device_policy: String,
     /// `DeviceAllow=` entries (`path:rwm`).
@@ -1069,13 +1119,13 @@ impl Settings {
             None => (false, v),
         };
         if self.syscall_filter.is_none() {
-            let mut f = BTreeMap::new();
+            let mut f = SyscallFilter::new();
             if invert {
                 self.syscall_allow_list = false;
             } else {
                 self.syscall_allow_list = true;
-                for n in t.expand_all("@default") {
-                    f.insert(n.clone(), -1);
+                for id in t.expand_all_ids("@default") {
+                    f.set(*id, -1);
                 }
             }
             self.syscall_filter = Some(f);
@@ -1101,26 +1151,32 @@ impl Settings {
                 self.ignore(a, format!("allow-listed {w:?} cannot take an errno"), false);
                 continue;
             }
-            let names: Vec<String> = if name.starts_with('@') {
+            let one;
+            let ids: &[u16] = if name.starts_with('@') {
                 if !t.is_group(&name) {
                     self.ignore(a, format!("unknown system call group {name:?}"), false);
                     continue;
                 }
-                t.expand_all(&name).to_vec()
+                t.expand_all_ids(&name)
             } else {
-                if !t.is_known_syscall(&name) {
-                    self.ignore(a, format!("unknown system call {name:?}"), false);
-                    continue;
+                match t.id(&name) {
+                    Some(id) => {
+                        one = [id];
+                        &one
+                    }
+                    None => {
+                        self.ignore(a, format!("unknown system call {name:?}"), false);
+                        continue;
+                    }
                 }
-                vec![name]
             };
             let put = (invert != allow_list) || (invert && allow_list && num >= 0);
             if let Some(f) = self.syscall_filter.as_mut() {
-                for n in names {
+                for id in ids {
                     if put {
-                        f.insert(n, num);
+                        f.set(*id, num);
                     } else {
-                        f.remove(&n);
+                        f.remove(*id);
                     }
                 }
             }
@@ -1355,8 +1411,8 @@ mod tests {
 
         let f = s.syscall_filter.unwrap();
         assert!(s.syscall_allow_list);
-        assert_eq!(f.get("brk"), Some(&-1));
-        assert!(f.get("setuid").is_some_and(|e| *e >= 0));
+        assert_eq!(f.get("brk"), Some(-1));
+        assert!(f.get("setuid").is_some_and(|e| e >= 0));
     }
 
     #[test]

@@ -291,13 +291,25 @@ pub fn observe(
         return (json!({"running": false, "processes": []}), findings);
     }
     let d = declared(s, acc, last_cap(src));
-    let rw_paths: Vec<String> = s
-        .list("Service", "ReadWritePaths")
-        .iter()
-        .flat_map(|a| crate::model::words(&a.value, true).unwrap_or_default())
-        .map(|w| w.trim_start_matches(['-', '+']).to_owned())
-        .filter(|w| w.starts_with('/'))
-        .collect();
+    // Writable in the namespace: ReadWritePaths= and BindPaths= targets.
+    let mut rw_paths: Vec<String> = Vec::new();
+    for key in ["ReadWritePaths", "BindPaths"] {
+        for a in s.list("Service", key) {
+            for w in crate::model::words(&a.value, true).unwrap_or_default() {
+                let w = w.trim_start_matches(['-', '+']);
+                let target = if key == "BindPaths" {
+                    w.split(':')
+                        .nth(1)
+                        .unwrap_or(w.split(':').next().unwrap_or(w))
+                } else {
+                    w
+                };
+                if target.starts_with('/') {
+                    rw_paths.push(target.to_owned());
+                }
+            }
+        }
+    }
     let mut check_paths: Vec<String> = ["/", "/etc", "/usr", "/tmp"]
         .iter()
         .map(|s| (*s).to_owned())

@@ -2,8 +2,6 @@
 //! `systemd-analyze security --offline=true` computes them. Rows are keyed
 //! by `json_field`; see `AUDIT-SCORING.md` for the rules.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use crate::model::{cap_from_name, ProtectHome, ProtectSystem, Settings, NAMESPACES};
@@ -780,15 +778,18 @@ fn family_restricted(s: &Settings, f: Family) -> bool {
 
 fn syscall_badness(s: &Settings, group: &str) -> u64 {
     let allow_list = s.syscall_allow_list;
-    let empty = BTreeMap::new();
-    let filter = s.syscall_filter.as_ref().unwrap_or(&empty);
     // Offline, errno-tagged entries of an allow-list count as not allowed.
-    let listed = |n: &str| filter.get(n).is_some_and(|e| !(allow_list && *e >= 0));
-    if !allow_list && !filter.keys().any(|n| listed(n)) {
+    let listed = |e: Option<i32>| e.is_some_and(|e| !(allow_list && e >= 0));
+    let Some(filter) = &s.syscall_filter else {
+        return 10;
+    };
+    if !allow_list && !filter.iter().any(|(_, e)| listed(Some(e))) {
         return 10;
     }
-    let members = syscalls::tables().resolvable(group);
-    let bad = members.is_some_and(|m| m.iter().any(|n| listed(n) == allow_list));
+    let members = syscalls::tables().resolvable_ids(group);
+    let bad = members
+        .iter()
+        .any(|id| listed(filter.get_id(*id)) == allow_list);
     match (allow_list, bad) {
         (true, true) => 9,
         (true, false) => 0,

@@ -22,6 +22,11 @@ pub struct Tables {
     flat: BTreeMap<String, BTreeSet<String>>,
     flat_all: BTreeMap<String, Vec<String>>,
     known: BTreeSet<String>,
+    /// Interned names: id -> name.
+    names: Vec<String>,
+    ids: std::collections::HashMap<String, u16>,
+    flat_ids: BTreeMap<String, Vec<u16>>,
+    flat_all_ids: BTreeMap<String, Vec<u16>>,
 }
 
 /// Parse the `systemd-analyze syscall-filter` text format: a line `@name`
@@ -56,11 +61,17 @@ impl Tables {
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .map(str::to_owned)
             .collect();
-        let known = groups
+        let known: BTreeSet<String> = groups
             .values()
             .flatten()
             .filter(|m| !m.starts_with('@'))
             .cloned()
+            .collect();
+        let names: Vec<String> = known.iter().cloned().collect::<Vec<String>>();
+        let ids = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i as u16))
             .collect();
         let mut t = Tables {
             groups,
@@ -68,6 +79,10 @@ impl Tables {
             flat: BTreeMap::new(),
             flat_all: BTreeMap::new(),
             known,
+            names,
+            ids,
+            flat_ids: BTreeMap::new(),
+            flat_all_ids: BTreeMap::new(),
         };
         let names: Vec<String> = t.groups.keys().cloned().collect();
         for g in names {
@@ -76,7 +91,21 @@ impl Tables {
             t.flat.insert(g.clone(), out);
             let mut all = BTreeSet::new();
             t.expand_into(&g, &mut all, 0, true);
-            t.flat_all.insert(g, all.into_iter().collect());
+            t.flat_all.insert(g.clone(), all.into_iter().collect());
+        }
+        for (g, members) in &t.flat {
+            let v = members
+                .iter()
+                .filter_map(|n| t.ids.get(n).copied())
+                .collect();
+            t.flat_ids.insert(g.clone(), v);
+        }
+        for (g, members) in &t.flat_all {
+            let v = members
+                .iter()
+                .filter_map(|n| t.ids.get(n).copied())
+                .collect();
+            t.flat_all_ids.insert(g.clone(), v);
         }
         t
     }
@@ -107,6 +136,36 @@ impl Tables {
     /// exposure check compares the filter with.
     pub fn resolvable(&self, group: &str) -> Option<&BTreeSet<String>> {
         self.flat.get(group)
+    }
+
+    /// Number of interned syscall names.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether there are no names (never, with the committed data).
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The id of a syscall name.
+    pub fn id(&self, name: &str) -> Option<u16> {
+        self.ids.get(name).copied()
+    }
+
+    /// The name of an id.
+    pub fn name(&self, id: u16) -> &str {
+        self.names.get(usize::from(id)).map_or("", String::as_str)
+    }
+
+    /// Ids of every member of `group` (see [`Tables::expand_all`]).
+    pub fn expand_all_ids(&self, group: &str) -> &[u16] {
+        self.flat_all_ids.get(group).map_or(&[], Vec::as_slice)
+    }
+
+    /// Ids of the natively resolvable members of `group`.
+    pub fn resolvable_ids(&self, group: &str) -> &[u16] {
+        self.flat_ids.get(group).map_or(&[], Vec::as_slice)
     }
 
     /// Whether `name` is a group systemd knows.

@@ -42,12 +42,8 @@ fn rip_audit(args: &[&str], stdin: &str) -> (i32, Vec<Value>, Output) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    // The tool may exit before reading (usage errors): a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     let out = child.wait_with_output().unwrap();
     let recs = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -230,4 +226,902 @@ fn differential_1200_generated_units_match_systemd_analyze() {
         units.display(),
         bad.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
     );
+}
+
+// ---------------------------------------------------------------------
+// Temp-root fixtures: one failing and one passing case per finding.
+// ---------------------------------------------------------------------
+
+const APPS: &str = r#"[
+ {"name":"app1","runtime":"go","listen":[{"port":80}],"backups":{"enabled":true}},
+ {"name":"app2","runtime":"rust","listen":[{"port":8080}],"backups":{"enabled":true}},
+ {"name":"app3","runtime":"go","listen":[{"port":8081}]}
+]"#;
+
+fn good_unit(app: &str, ambient: bool) -> String {
+    let caps = if ambient {
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\n"
+    } else {
+        "CapabilityBoundingSet=\n"
+    };
+    format!(
+        "[Unit]\nDescription={app}\n\n[Service]\nUser={app}\nGroup={app}\n\
+         WorkingDirectory=/home/{app}\nExecStart=/home/{app}/bin/{app}\n{caps}\
+         NoNewPrivileges=yes\nProtectSystem=strict\nProtectHome=tmpfs\n\
+         BindPaths=/home/{app}\nReadWritePaths=/home/{app}/data\nPrivateTmp=yes\n\
+         PrivateDevices=yes\nProtectKernelTunables=yes\nProtectKernelModules=yes\n\
+         ProtectKernelLogs=yes\nProtectControlGroups=yes\nProtectClock=yes\n\
+         ProtectHostname=yes\nProtectProc=invisible\nProcSubset=pid\n\
+         RestrictNamespaces=yes\nRestrictRealtime=yes\nRestrictSUIDSGID=yes\n\
+         LockPersonality=yes\nMemoryDenyWriteExecute=yes\nUMask=0027\n\
+         RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n\
+         SystemCallArchitectures=native\nSystemCallFilter=@system-service\n\
+         SystemCallFilter=~@privileged @resources\n\n[Install]\nWantedBy=multi-user.target\n"
+    )
+}
+
+struct Fx {
+    root: PathBuf,
+}
+
+impl Fx {
+    /// A root with the demo fleet laid out as the policy wants it.
+    fn good(name: &str) -> Fx {
+        let root = test_dir(name).join("root");
+        let fx = Fx { root };
+        fx.write("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\napp1:x:60001:60001::/home/app1:/bin/bash\napp2:x:60002:60002::/home/app2:/bin/bash\napp3:x:60003:60003::/home/app3:/bin/bash\nbackup:x:60010:60010::/var/backups:/usr/sbin/nologin\n", 0o644, 0, 0);
+        fx.groups("backup", "backup");
+        for (app, uid, backups) in [
+            ("app1", 60001, true),
+            ("app2", 60002, true),
+            ("app3", 60003, false),
+        ] {
+            let h = format!("/home/{app}");
+            fx.dir(&h, if backups { 0o710 } else { 0o700 }, uid);
+            fx.dir(&format!("{h}/bin"), 0o700, uid);
+            fx.dir(
+                &format!("{h}/data"),
+                if backups { 0o710 } else { 0o700 },
+                uid,
+            );
+            fx.write(&format!("{h}/bin/{app}"), "#!/bin/true\n", 0o700, uid, uid);
+            fx.write(&format!("{h}/data/app.db"), "db", 0o600, uid, uid);
+            fx.write(&format!("{h}/age.key"), "key", 0o600, uid, uid);
+            if backups {
+                fx.dir(&format!("{h}/data/backups"), 0o2750, uid);
+                fx.write(
+                    &format!("{h}/data/backups/snap-1.db"),
+                    "snap",
+                    0o640,
+                    uid,
+                    uid,
+                );
+            }
+            fx.write(
+                &format!("/etc/systemd/system/{app}.service"),
+                &good_unit(app, app == "app1"),
+                0o644,
+                0,
+                0,
+            );
+        }
+        fx
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.root.join(p.trim_start_matches('/'))
+    }
+
+    fn groups(&self, backup_in: &str, _unused: &str) {
+        let mut g = String::from("root:x:0:\n");
+        for (app, gid) in [("app1", 60001), ("app2", 60002), ("app3", 60003)] {
+            let members = if backup_in.split(',').any(|b| b == app) {
+                "backup"
+            } else {
+                ""
+            };
+            g.push_str(&format!("{app}:x:{gid}:{members}\n"));
+        }
+        g.push_str("backup:x:60010:\n");
+        self.write("/etc/group", &g, 0o644, 0, 0);
+    }
+
+    fn set_groups(&self, text: &str) {
+        self.write("/etc/group", text, 0o644, 0, 0);
+    }
+
+    fn dir(&self, p: &str, mode: u32, uid: u32) {
+        let path = self.path(p);
+        std::fs::create_dir_all(&path).unwrap();
+        std::os::unix::fs::chown(&path, Some(uid), Some(uid)).unwrap();
+        self.chmod(p, mode);
+    }
+
+    fn write(&self, p: &str, text: &str, mode: u32, uid: u32, gid: u32) {
+        let path = self.path(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+        self.chmod(p, mode);
+    }
+
+    fn chmod(&self, p: &str, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.path(p), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn chown(&self, p: &str, uid: u32) {
+        std::os::unix::fs::chown(self.path(p), Some(uid), Some(uid)).unwrap();
+    }
+
+    fn edit_unit(&self, app: &str, from: &str, to: &str) {
+        let p = format!("/etc/systemd/system/{app}.service");
+        let text = std::fs::read_to_string(self.path(&p)).unwrap();
+        assert!(text.contains(from), "{from:?} not in the unit");
+        self.write(&p, &text.replacen(from, to, 1), 0o644, 0, 0);
+    }
+
+    fn run(&self, extra: &[&str], apps: &str) -> (i32, Vec<Value>, Output) {
+        let root = self.root.display().to_string();
+        let mut args = vec!["--root", root.as_str(), "--observe=no"];
+        args.extend_from_slice(extra);
+        rip_audit(&args, apps)
+    }
+
+    /// Codes reported for `app`.
+    fn codes(&self, app: &str) -> Vec<String> {
+        let (code, recs, out) = self.run(&[], APPS);
+        assert!(code == 0 || code == 1, "{}", show("rip-audit --root", &out));
+        let rec = recs
+            .iter()
+            .find(|r| r["name"] == app)
+            .unwrap_or_else(|| panic!("no record for {app}\n{}", show("rip-audit", &out)));
+        rec["rip_audit"]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["code"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+fn has(codes: &[String], code: &str) -> bool {
+    codes.iter().any(|c| c == code)
+}
+
+#[test]
+fn good_fleet_is_clean_and_exits_zero() {
+    let fx = Fx::good("good_fleet");
+    fx.groups("app1,app2", "");
+
+    let (code, recs, out) = fx.run(&[], APPS);
+
+    assert_eq!(code, 0, "{}", show("rip-audit", &out));
+    assert_eq!(recs.len(), 3);
+    for r in &recs {
+        let a = &r["rip_audit"];
+        assert_eq!(a["changed"], false);
+        assert_eq!(a["ok"], true);
+        let bad: Vec<&Value> = a["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["severity"] != "info" && f["severity"] != "low")
+            .collect();
+        assert!(bad.is_empty(), "{}: {bad:#?}", r["name"]);
+        assert_eq!(a["unit"]["checks"].as_array().unwrap().len(), 81);
+    }
+}
+
+/// Run a failing and a passing variant of one finding.
+fn case(name: &str, app: &str, code: &str, break_it: impl Fn(&Fx), fix_it: impl Fn(&Fx)) {
+    let bad = Fx::good(&format!("{name}_bad"));
+    bad.groups("app1,app2", "");
+    break_it(&bad);
+    let codes = bad.codes(app);
+    assert!(has(&codes, code), "{name}: {code} not reported: {codes:?}");
+
+    let good = Fx::good(&format!("{name}_good"));
+    good.groups("app1,app2", "");
+    fix_it(&good);
+    let codes = good.codes(app);
+    assert!(
+        !has(&codes, code),
+        "{name}: {code} reported on the passing case: {codes:?}"
+    );
+}
+
+#[test]
+fn unit_03_trailing_comment() {
+    case(
+        "inline_comment",
+        "app2",
+        "UNIT_INLINE_COMMENT",
+        |fx| {
+            fx.edit_unit(
+                "app2",
+                "NoNewPrivileges=yes",
+                "NoNewPrivileges=yes # hardening",
+            )
+        },
+        |fx| {
+            fx.edit_unit(
+                "app2",
+                "NoNewPrivileges=yes",
+                "# hardening\nNoNewPrivileges=yes",
+            )
+        },
+    );
+}
+
+#[test]
+fn audit_02_ambient_not_in_bounding() {
+    case(
+        "ambient",
+        "app1",
+        "AUDIT_AMBIENT_NOT_IN_BOUNDING",
+        |fx| {
+            fx.edit_unit(
+                "app1",
+                "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+                "CapabilityBoundingSet=",
+            )
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn widened_capability_set() {
+    case(
+        "widened_caps",
+        "app2",
+        "UNIT_CAPS_BEYOND_NEED",
+        |fx| {
+            fx.edit_unit(
+                "app2",
+                "CapabilityBoundingSet=\n",
+                "CapabilityBoundingSet=CAP_SYS_ADMIN CAP_NET_RAW\n",
+            )
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn unit_01_read_write_path_missing() {
+    case(
+        "rwp",
+        "app1",
+        "UNIT_RWP_MISSING",
+        |fx| {
+            fx.edit_unit(
+                "app1",
+                "ReadWritePaths=/home/app1/data",
+                "ReadWritePaths=/home/app1/data /home/app1/uploads",
+            )
+        },
+        |fx| {
+            fx.edit_unit(
+                "app1",
+                "ReadWritePaths=/home/app1/data",
+                "ReadWritePaths=/home/app1/data -/home/app1/uploads",
+            )
+        },
+    );
+}
+
+#[test]
+fn unit_02_protect_home_hides_the_app() {
+    case(
+        "protecthome",
+        "app1",
+        "UNIT_PROTECTHOME_HIDES_APP",
+        |fx| fx.edit_unit("app1", "ProtectHome=tmpfs", "ProtectHome=yes"),
+        |_| {},
+    );
+}
+
+#[test]
+fn unknown_directive_and_capability() {
+    case(
+        "unknown_directive",
+        "app2",
+        "UNIT_UNKNOWN_DIRECTIVE",
+        |fx| fx.edit_unit("app2", "NoNewPrivileges=yes", "NoNewPrivilege=yes"),
+        |_| {},
+    );
+    case(
+        "unknown_cap",
+        "app1",
+        "UNIT_UNKNOWN_CAPABILITY",
+        |fx| {
+            fx.edit_unit(
+                "app1",
+                "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+                "CapabilityBoundingSet=CAP_NET_BIND_SERVIC",
+            )
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn socket_bind_without_bpf_is_not_enforceable() {
+    let out = Command::new("systemctl")
+        .arg("--version")
+        .output()
+        .expect("systemctl is needed");
+    let features = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        features.contains("-BPF_FRAMEWORK"),
+        "this test expects Debian 12's systemd (-BPF_FRAMEWORK), got: {features}"
+    );
+    case(
+        "socketbind",
+        "app2",
+        "UNIT_NOT_ENFORCEABLE",
+        |fx| {
+            fx.edit_unit(
+                "app2",
+                "PrivateTmp=yes",
+                "PrivateTmp=yes\nSocketBindAllow=tcp:8080\nSocketBindDeny=any",
+            )
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn user_03_root_missing_and_shared_users() {
+    case(
+        "user_root",
+        "app2",
+        "USER_ROOT",
+        |fx| fx.edit_unit("app2", "User=app2", "User=root"),
+        |_| {},
+    );
+    case(
+        "user_missing",
+        "app2",
+        "USER_MISSING",
+        |fx| fx.edit_unit("app2", "User=app2", "User=ghost"),
+        |_| {},
+    );
+    case(
+        "user_shared",
+        "app2",
+        "USER_SHARED",
+        |fx| fx.edit_unit("app2", "User=app2", "User=app1"),
+        |_| {},
+    );
+}
+
+#[test]
+fn unit_06_mdwe_for_node() {
+    let apps = APPS.replace(
+        r#""name":"app2","runtime":"rust""#,
+        r#""name":"app2","runtime":"node""#,
+    );
+    let bad = Fx::good("mdwe_bad");
+    bad.groups("app1,app2", "");
+    let (_, recs, _) = bad.run(&[], &apps);
+    let codes: Vec<&str> = recs[1]["rip_audit"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"UNIT_MDWE_JIT"), "{codes:?}");
+
+    bad.edit_unit("app2", "MemoryDenyWriteExecute=yes\n", "");
+    let (_, recs, _) = bad.run(&[], &apps);
+    let codes: Vec<&str> = recs[1]["rip_audit"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(!codes.contains(&"UNIT_MDWE_JIT"), "{codes:?}");
+}
+
+#[test]
+fn user_01_world_readable_home() {
+    case(
+        "world_home",
+        "app3",
+        "ISOLATION_HOME_WORLD_ACCESS",
+        |fx| fx.chmod("/home/app3", 0o755),
+        |_| {},
+    );
+}
+
+#[test]
+fn live_database_and_key_modes() {
+    case(
+        "db_mode",
+        "app1",
+        "PERMS_DB_READABLE",
+        |fx| fx.chmod("/home/app1/data/app.db", 0o640),
+        |_| {},
+    );
+    case(
+        "key_mode",
+        "app1",
+        "PERMS_KEY_READABLE",
+        |fx| fx.chmod("/home/app1/age.key", 0o640),
+        |_| {},
+    );
+}
+
+#[test]
+fn backup_user_reaching_keys() {
+    case(
+        "backup_reach",
+        "app1",
+        "ISOLATION_BACKUP_REACH",
+        |fx| {
+            fx.chmod("/home/app1/age.key", 0o640);
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn backup_user_in_the_wrong_group() {
+    case(
+        "backup_groups",
+        "app3",
+        "ISOLATION_BACKUP_GROUPS",
+        |fx| fx.groups("app1,app2,app3", ""),
+        |_| {},
+    );
+}
+
+#[test]
+fn app_user_in_another_apps_group_reaches_its_files() {
+    case(
+        "cross_group",
+        "app1",
+        "ISOLATION_CROSS_APP",
+        |fx| {
+            fx.set_groups("root:x:0:\napp1:x:60001:backup,app2\napp2:x:60002:backup\napp3:x:60003:\nbackup:x:60010:\n");
+            fx.chmod("/home/app1/data/backups/snap-1.db", 0o640);
+        },
+        |_| {},
+    );
+    case(
+        "shared_group",
+        "app1",
+        "ISOLATION_SHARED_GROUP",
+        |fx| {
+            fx.set_groups("root:x:0:\napp1:x:60001:backup,app2\napp2:x:60002:backup\napp3:x:60003:\nbackup:x:60010:\n")
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn acl_grant_to_another_app_is_seen() {
+    case(
+        "acl",
+        "app3",
+        "ISOLATION_CROSS_APP",
+        |fx| {
+            let st = Command::new("setfacl")
+                .args(["-m", "u:60002:rx"])
+                .arg(fx.path("/home/app3"))
+                .status()
+                .expect("setfacl (package acl) is needed");
+            assert!(st.success());
+            let st = Command::new("setfacl")
+                .args(["-m", "u:60002:r"])
+                .arg(fx.path("/home/app3/age.key"))
+                .status()
+                .unwrap();
+            assert!(st.success());
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn setuid_and_file_capabilities_in_app_trees() {
+    case(
+        "setuid",
+        "app2",
+        "PERMS_SETUID",
+        |fx| fx.chmod("/home/app2/bin/app2", 0o4700),
+        |_| {},
+    );
+    case(
+        "filecaps",
+        "app2",
+        "PERMS_FILE_CAPS",
+        |fx| {
+            let st = Command::new("setcap")
+                .arg("cap_net_bind_service=+ep")
+                .arg(fx.path("/home/app2/bin/app2"))
+                .status()
+                .expect("setcap (package libcap2-bin) is needed");
+            assert!(st.success());
+        },
+        |_| {},
+    );
+}
+
+#[test]
+fn environment_file_readable_by_others() {
+    case(
+        "envfile",
+        "app2",
+        "PERMS_ENVFILE_READABLE",
+        |fx| {
+            fx.write("/etc/rip/app2.env", "TOKEN=x\n", 0o644, 0, 0);
+            fx.edit_unit(
+                "app2",
+                "PrivateTmp=yes",
+                "PrivateTmp=yes\nEnvironmentFile=/etc/rip/app2.env",
+            );
+        },
+        |fx| {
+            fx.write("/etc/rip/app2.env", "TOKEN=x\n", 0o600, 0, 0);
+            fx.edit_unit(
+                "app2",
+                "PrivateTmp=yes",
+                "PrivateTmp=yes\nEnvironmentFile=/etc/rip/app2.env",
+            );
+        },
+    );
+}
+
+#[test]
+fn perms_05_foreign_owner_in_app_tree() {
+    case(
+        "foreign",
+        "app1",
+        "PERMS_FOREIGN_OWNER",
+        |fx| fx.chown("/home/app1/data/app.db", 0),
+        |_| {},
+    );
+}
+
+#[test]
+fn threshold_and_fail_on_set_the_exit_code() {
+    let fx = Fx::good("threshold");
+    fx.groups("app1,app2", "");
+
+    let (low, _, _) = fx.run(&["--threshold", "0.5"], APPS);
+    let (high, _, _) = fx.run(&["--threshold", "99"], APPS);
+    fx.edit_unit(
+        "app2",
+        "NoNewPrivileges=yes",
+        "NoNewPrivileges=yes # high, not critical",
+    );
+    let (fail_high, _, _) = fx.run(&[], APPS);
+    let (fail_crit, _, _) = fx.run(&["--fail-on", "critical"], APPS);
+    let (bad, _, _) = fx.run(&["--threshold", "10.5"], APPS);
+
+    assert_eq!((low, high, fail_high, fail_crit, bad), (1, 0, 1, 0, 2));
+}
+
+#[test]
+fn text_format_prints_a_summary() {
+    let fx = Fx::good("text");
+    fx.groups("app1,app2", "");
+
+    let (code, _, out) = fx.run(&["--format", "text"], APPS);
+
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.starts_with("unit "), "{text}");
+    assert!(text.contains("app1") && text.contains("app3"), "{text}");
+}
+
+#[test]
+fn observed_state_differs_from_the_unit() {
+    let fx = Fx::good("observed");
+    fx.groups("app1,app2", "");
+    let proc_dir = fx.root.parent().unwrap().join("proc");
+    let cg = fx.root.parent().unwrap().join("cgroup");
+    std::fs::create_dir_all(cg.join("system.slice/app2.service")).unwrap();
+    std::fs::write(cg.join("system.slice/app2.service/cgroup.procs"), "4242\n").unwrap();
+    std::fs::create_dir_all(proc_dir.join("4242")).unwrap();
+    std::fs::create_dir_all(proc_dir.join("sys/kernel")).unwrap();
+    std::fs::write(proc_dir.join("sys/kernel/cap_last_cap"), "40\n").unwrap();
+    let mounts = "1 0 8:1 / / ro,relatime - ext4 /dev/vda rw\n2 1 8:1 /home/app2/data /home/app2/data rw,relatime - ext4 /dev/vda rw\n4 1 8:1 /home/app2 /home/app2 rw,relatime - ext4 /dev/vda rw\n3 1 0:5 /tmp/systemd-private-x-app2.service-y/tmp /tmp rw - ext4 /dev/vda rw\n";
+    std::fs::write(proc_dir.join("4242/mountinfo"), mounts).unwrap();
+    let status = |bnd: &str, nnp: u32| {
+        format!("Uid:\t60002\t60002\t60002\t60002\nGid:\t60002\t60002\t60002\t60002\nGroups:\t60002\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t{bnd}\nCapAmb:\t0000000000000000\nNoNewPrivs:\t{nnp}\nSeccomp:\t2\n")
+    };
+    let args = [
+        "--proc-dir",
+        proc_dir.to_str().unwrap(),
+        "--cgroup-dir",
+        cg.to_str().unwrap(),
+    ];
+    let root = fx.root.display().to_string();
+    let run = || {
+        let mut a = vec!["--root", root.as_str()];
+        a.extend_from_slice(&args);
+        let (_, recs, out) = rip_audit(&a, APPS);
+        assert_eq!(recs.len(), 3, "{}", show("rip-audit", &out));
+        recs[1]["rip_audit"].clone()
+    };
+
+    std::fs::write(proc_dir.join("4242/status"), status("000001ffffffffff", 0)).unwrap();
+    let bad = run();
+    std::fs::write(proc_dir.join("4242/status"), status("0000000000000000", 1)).unwrap();
+    let good = run();
+
+    let diffs: Vec<String> = bad["observed"]["processes"][0]["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        diffs.contains(&"CapBnd".to_owned()) && diffs.contains(&"NoNewPrivs".to_owned()),
+        "{diffs:?}"
+    );
+    assert!(bad["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["code"] == "OBSERVED_MISMATCH"));
+    assert_eq!(
+        good["observed"]["processes"][0]["differences"],
+        serde_json::json!([]),
+        "{:#}",
+        good["observed"]
+    );
+}
+
+#[test]
+fn seed_unit_scores_like_systemd_analyze() {
+    let dir = test_dir("seed");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/restinpieces.service");
+    let unit = dir.join("restinpieces.service");
+    std::fs::copy(&fixture, &unit).unwrap();
+
+    let expected = analyze(&dir, std::slice::from_ref(&unit));
+    let (_, recs, out) = rip_audit(&["--unit", unit.to_str().unwrap()], "");
+
+    let u = &recs[0]["rip_audit"]["unit"];
+    assert_eq!(
+        u["score"],
+        overall(&systemd_rows(&expected[0])),
+        "{}",
+        show("rip-audit", &out)
+    );
+    assert_eq!(u["score"], 40);
+    assert_eq!(u["exposure"], 4.0);
+    assert_eq!(u["label"], "OK");
+}
+
+#[test]
+fn demo_units_written_like_rip_unit_score_like_systemd() {
+    let fx = Fx::good("demo_units");
+    let files: Vec<PathBuf> = ["app1", "app2", "app3"]
+        .iter()
+        .map(|a| fx.path(&format!("/etc/systemd/system/{a}.service")))
+        .collect();
+
+    let bad = differential(&fx.root, &files);
+
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+#[test]
+fn committed_syscall_groups_match_the_installed_systemd() {
+    let tool = systemd_analyze_or_fail();
+    let out = Command::new(tool).arg("syscall-filter").output().unwrap();
+    let committed = include_str!("../data/syscall-groups.txt");
+
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        committed,
+        "data/syscall-groups.txt is stale: run rip-audit/data/gen-tables.sh"
+    );
+}
+
+// ---------------------------------------------------------------------
+// e2e under a real systemd 252 (the project's tests/e2e/sandbox harness):
+// rip-audit runs inside the container with --root / and observes the
+// running services. Fails loudly when the container cannot boot.
+// ---------------------------------------------------------------------
+
+struct Sandbox {
+    script: PathBuf,
+    name: String,
+    rootfs: PathBuf,
+}
+
+impl Sandbox {
+    fn up(name: &str) -> Sandbox {
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let script = ws.join("tests/e2e/sandbox");
+        assert!(script.is_file(), "the e2e harness {script:?} is missing");
+        let run = |arg: &str| {
+            Command::new("bash")
+                .arg(&script)
+                .arg(arg)
+                .env("RIP_SB_NAME", name)
+                .output()
+                .unwrap()
+        };
+        let up = run("up");
+        assert!(
+            up.status.success(),
+            "cannot boot the systemd 252 container (needs root, systemd-nspawn, debootstrap):\n{}",
+            show("tests/e2e/sandbox up", &up)
+        );
+        let env = run("env");
+        let rootfs = String::from_utf8_lossy(&env.stdout)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("RIP_SB_ROOTFS=")
+                    .map(|v| v.trim_matches(['\'', '"']).to_owned())
+            })
+            .unwrap_or_else(|| panic!("no RIP_SB_ROOTFS in {}", show("sandbox env", &env)));
+        Sandbox {
+            script,
+            name: name.to_owned(),
+            rootfs: PathBuf::from(rootfs),
+        }
+    }
+
+    /// Run a shell command inside; returns (rc, stdout, stderr).
+    fn sh(&self, cmd: &str) -> (i32, String, String) {
+        let out = Command::new("bash")
+            .arg(&self.script)
+            .args(["exec", "sh", "-c", cmd])
+            .env("RIP_SB_NAME", &self.name)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, cmd: &str) -> String {
+        let (rc, out, err) = self.sh(cmd);
+        assert_eq!(
+            rc, 0,
+            "inside the container: {cmd}\nstdout:\n{out}\nstderr:\n{err}"
+        );
+        out
+    }
+
+    /// rip-audit inside the container over /root/apps.json.
+    fn audit(&self) -> (i32, Vec<Value>, String) {
+        let (rc, out, err) = self.sh("rip-audit --root / --observe yes < /root/apps.json");
+        let recs = out
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (rc, recs, format!("rc {rc}\nstdout:\n{out}\nstderr:\n{err}"))
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if std::env::var_os("RIP_E2E_KEEP").is_none() {
+            let _ = Command::new("bash")
+                .arg(&self.script)
+                .arg("down")
+                .env("RIP_SB_NAME", &self.name)
+                .output();
+        }
+    }
+}
+
+fn codes_of(rec: &Value) -> Vec<String> {
+    rec["rip_audit"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn e2e_fleet_under_real_systemd_is_clean_and_broken_variants_are_caught() {
+    let sb = Sandbox::up("rip-audit-e2e");
+    let dest = sb.rootfs.join("usr/local/bin/rip-audit");
+    std::fs::copy(BIN, &dest).unwrap();
+    let apps = r#"[{"name":"app1","listen":[{"port":80}],"backups":{"enabled":true}},{"name":"app2","listen":[{"port":8080}]}]"#;
+    std::fs::write(sb.rootfs.join("root/apps.json"), apps).unwrap();
+    for (app, ambient) in [("app1", true), ("app2", false)] {
+        let unit = good_unit(app, ambient).replace(
+            &format!("ExecStart=/home/{app}/bin/{app}\n"),
+            &format!("ExecStart=/home/{app}/bin/{app} infinity\n"),
+        );
+        std::fs::write(
+            sb.rootfs.join(format!("etc/systemd/system/{app}.service")),
+            unit,
+        )
+        .unwrap();
+    }
+    sb.ok("set -e
+        for a in app1 app2; do id $a >/dev/null 2>&1 || useradd -r -U -m -d /home/$a -s /usr/sbin/nologin $a; done
+        gpasswd -a backup app1 >/dev/null
+        for a in app1 app2; do
+          mkdir -p /home/$a/bin /home/$a/data; cp /bin/sleep /home/$a/bin/$a
+          printf db > /home/$a/data/app.db; printf key > /home/$a/age.key
+          chown -R $a:$a /home/$a; chmod 0700 /home/$a/bin /home/$a/bin/$a
+          chmod 0600 /home/$a/data/app.db /home/$a/age.key
+        done
+        chmod 0710 /home/app1 /home/app1/data; chmod 0700 /home/app2 /home/app2/data
+        mkdir -p /home/app1/data/backups; printf s > /home/app1/data/backups/snap.db
+        chown -R app1:app1 /home/app1/data/backups; chmod 2750 /home/app1/data/backups
+        chmod 0640 /home/app1/data/backups/snap.db
+        systemctl daemon-reload; systemctl restart app1 app2; sleep 0.5
+        systemctl is-active app1 app2");
+
+    // The fleet as deployed: clean, running, nothing differs from the units.
+    let (rc, recs, log) = sb.audit();
+    assert_eq!(rc, 0, "clean fleet:\n{log}");
+    for r in &recs {
+        let a = &r["rip_audit"];
+        assert_eq!(a["observed"]["running"], true, "{log}");
+        for p in a["observed"]["processes"].as_array().unwrap() {
+            assert_eq!(
+                p["differences"],
+                serde_json::json!([]),
+                "{}: {log}",
+                r["name"]
+            );
+        }
+    }
+    assert_eq!(
+        recs[0]["rip_audit"]["observed"]["processes"][0]["cap_amb"],
+        serde_json::json!(["CAP_NET_BIND_SERVICE"]),
+        "{log}"
+    );
+
+    // A widened capability set (drop-in, reload, restart): caught by the lint.
+    sb.ok("mkdir -p /etc/systemd/system/app2.service.d && printf '[Service]\\nCapabilityBoundingSet=CAP_SYS_ADMIN CAP_NET_RAW\\n' > /etc/systemd/system/app2.service.d/50-widen.conf && systemctl daemon-reload && systemctl restart app2");
+    let (rc, recs, log) = sb.audit();
+    assert_eq!(rc, 1, "{log}");
+    assert!(
+        codes_of(&recs[1]).contains(&"UNIT_CAPS_BEYOND_NEED".to_owned()),
+        "{log}"
+    );
+    // Then narrowed on disk but not restarted: the running process differs.
+    sb.ok("rm /etc/systemd/system/app2.service.d/50-widen.conf && systemctl daemon-reload");
+    let (rc, recs, log) = sb.audit();
+    assert_eq!(rc, 1, "{log}");
+    let diffs = recs[1]["rip_audit"]["observed"]["processes"][0]["differences"].to_string();
+    assert!(diffs.contains("CapBnd"), "{log}");
+    sb.ok("systemctl restart app2");
+
+    // A world-readable home.
+    sb.ok("chmod 0755 /home/app2");
+    let (rc, recs, log) = sb.audit();
+    assert_eq!(rc, 1, "{log}");
+    assert!(
+        codes_of(&recs[1]).contains(&"ISOLATION_HOME_WORLD_ACCESS".to_owned()),
+        "{log}"
+    );
+    sb.ok("chmod 0700 /home/app2");
+
+    // The backup user in the group of an app without backups.
+    sb.ok("gpasswd -a backup app2 >/dev/null");
+    let (rc, recs, log) = sb.audit();
+    assert_eq!(rc, 1, "{log}");
+    assert!(
+        codes_of(&recs[1]).contains(&"ISOLATION_BACKUP_GROUPS".to_owned()),
+        "{log}"
+    );
+    sb.ok("gpasswd -d backup app2 >/dev/null");
+
+    let (rc, _, log) = sb.audit();
+    assert_eq!(rc, 0, "restored fleet:\n{log}");
 }

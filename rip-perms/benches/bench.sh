@@ -59,12 +59,13 @@ ms() { local s e; s=$(date +%s%N); "$@" >/dev/null; e=$(date +%s%N); echo $(((e 
 rp() { "$bin" --root "$root" --app bench "$@"; }
 all_wrong() { chown -R 0:0 "$home"; chmod -R 0755 "$home"; }
 
-# Bring everything right once (and warm the caches), then the no-op pass.
+best() { local a b; a=$(ms "$@"); b=$(ms "$@"); echo $((a < b ? a : b)); }
+
+# Bring everything right once (and warm the caches), then the no-op pass:
+# each command twice, interleaved, best time kept (the machine is shared).
 rp >/dev/null
 find "$home" -printf '%U%m\n' >/dev/null
-noop_rp=$(ms rp)
-noop_find=$(ms find "$home" -printf '%U%m\n')
-noop_chown=$(ms chown -R $uid:$uid "$home")
+noop_rp=$(best rp); noop_find=$(best find "$home" -printf '%U%m\n'); noop_chown=$(best chown -R $uid:$uid "$home")
 second=$(rp | python3 -c 'import json,sys; r=json.load(sys.stdin)["rip_perms"]; print(r["changed"], r["counts"])')
 
 # Fix pass: everything wrong (root-owned, 0755), then fixed.
@@ -75,6 +76,14 @@ all_wrong
 fix_chown=$(ms chown -R $uid:$uid "$home")
 fix_chmod=$(ms chmod -R 0700 "$home")
 fix_both=$((fix_chown + fix_chmod))
+
+# Harder variant: directories already the app's (so the app could race
+# renames in them) and every file root-owned 0644: each file is opened
+# O_PATH|O_NOFOLLOW and checked before it is changed.
+all_wrong
+find "$home" -type d -exec chown $uid:$uid {} +
+find "$home" -type f -exec chmod 0644 {} +
+fix_app_rp=$(ms rp)
 
 ratio() { python3 -c "print(f'{$1/$2:.2f}x')"; }
 cat <<OUT
@@ -88,4 +97,6 @@ fix pass (all wrong: root:root 0755)
   rip-perms            ${fix_rp} ms
   chown -R + chmod -R  ${fix_both} ms (${fix_chown} + ${fix_chmod})   ratio = $(ratio "$fix_rp" "$fix_both") (target <= 0.8x)
   run after fix: changed, seen = $check
+fix pass, app-owned directories, root-owned 0644 files (open + verify per file)
+  rip-perms            ${fix_app_rp} ms   ratio to chown -R + chmod -R = $(ratio "$fix_app_rp" "$fix_both")
 OUT

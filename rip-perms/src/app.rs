@@ -47,7 +47,13 @@ fn trusted(st: &Stat, euid: u32) -> bool {
 /// Open the directory `target` (a path of the target system) from `root`:
 /// every component above it must be a trusted directory (created 0755 if
 /// missing), and none may be a symlink.
-fn reach(root: BorrowedFd<'_>, target: &Path, dry_run: bool, euid: u32, out: &mut Partial) -> Reach {
+fn reach(
+    root: BorrowedFd<'_>,
+    target: &Path,
+    dry_run: bool,
+    euid: u32,
+    out: &mut Partial,
+) -> Reach {
     let comps: Vec<&OsStr> = target
         .components()
         .filter_map(|c| match c {
@@ -166,7 +172,11 @@ fn reach(root: BorrowedFd<'_>, target: &Path, dry_run: bool, euid: u32, out: &mu
 
 /// `mkdirat` then open it without following anything, and set `mode`
 /// explicitly (the umask may have narrowed it).
-fn make_dir(dir: BorrowedFd<'_>, name: &std::ffi::CStr, mode: u32) -> std::io::Result<(OwnedFd, Stat)> {
+fn make_dir(
+    dir: BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    mode: u32,
+) -> std::io::Result<(OwnedFd, Stat)> {
     match sys::mkdir_at(dir, name, 0o700) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
@@ -223,7 +233,15 @@ pub fn fix_app(root: BorrowedFd<'_>, layout: &Layout, opts: &Opts) -> Partial {
                     dev: st.dev,
                     mnt_id: st.mnt_id,
                 });
-                jobs.push(Job::top(fd, st, bytes, class, node, created, roots.len() - 1));
+                jobs.push(Job::top(
+                    fd,
+                    st,
+                    bytes,
+                    class,
+                    node,
+                    created,
+                    roots.len() - 1,
+                ));
             }
             Reach::Missing => missing.push((bytes, class, node)),
             Reach::Failed => {}

@@ -371,10 +371,7 @@ mod tests {
         let up = l.child(Some(0), b"up");
 
         assert_eq!(l.nodes[up.unwrap()].class, Class::Other);
-        assert_eq!(
-            l.classify(Class::Other, up, b"img").0,
-            Class::Data
-        );
+        assert_eq!(l.classify(Class::Other, up, b"img").0, Class::Data);
         assert_eq!(l.outside, vec![PathBuf::from("/srv/a")]);
     }
 

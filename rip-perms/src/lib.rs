@@ -40,8 +40,8 @@ struct PolicyLine<'a> {
 fn plan(records: &[Record], accounts: Option<&Accounts>) -> anyhow::Result<Vec<Layout>> {
     let mut plans = Vec::new();
     for r in records {
-        let policy = Policy::for_spec(r.spec.perms.as_ref())
-            .map_err(|e| r.error(&e.field, e.message))?;
+        let policy =
+            Policy::for_spec(r.spec.perms.as_ref()).map_err(|e| r.error(&e.field, e.message))?;
         let (uid, gid) = match accounts {
             None => (0, 0),
             Some(acc) => {
@@ -126,7 +126,10 @@ pub fn run(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> anyhow:
     for (r, layout) in records.iter().zip(&plans) {
         let partial = app::fix_app(root_fd.as_fd(), layout, &opts);
         for f in &partial.errors {
-            rip_core::note(TOOL, format!("{}: {:?}: {}", r.spec.name, f.path.path, f.error));
+            rip_core::note(
+                TOOL,
+                format!("{}: {:?}: {}", r.spec.name, f.path.path, f.error),
+            );
             exit = Exit::Error;
         }
         let head = ReportHead {

@@ -273,7 +273,9 @@ impl Policy {
             if m.0 & 0o700 != 0o700 {
                 return Err(err(
                     field,
-                    format!("{m} must give the owner rwx (a directory without owner x is unusable)"),
+                    format!(
+                        "{m} must give the owner rwx (a directory without owner x is unusable)"
+                    ),
                 ));
             }
             if m.0 & 0o4000 != 0 {
@@ -374,9 +376,7 @@ pub fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
 impl PatternRule {
     /// Whether a file name matches one of the patterns.
     pub fn matches(&self, name: &[u8]) -> bool {
-        self.patterns
-            .iter()
-            .any(|p| glob_match(p.as_bytes(), name))
+        self.patterns.iter().any(|p| glob_match(p.as_bytes(), name))
     }
 }
 

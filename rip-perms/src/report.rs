@@ -147,7 +147,13 @@ impl Partial {
     }
 
     /// Record a refused entry.
-    pub fn refuse(&mut self, path: &[u8], kind: &'static str, reason: &'static str, detail: String) {
+    pub fn refuse(
+        &mut self,
+        path: &[u8],
+        kind: &'static str,
+        reason: &'static str,
+        detail: String,
+    ) {
         self.counts.refused += 1;
         if self.refused.len() < self.cap {
             self.refused.push(Refusal {
@@ -286,19 +292,22 @@ mod tests {
     fn entries_are_capped_but_counted() {
         let mut p = Partial::new(1);
         for name in ["/b", "/a"] {
-            p.entry(Entry {
-                path: ShownPath::new(name.as_bytes()),
-                kind: "file",
-                class: "data",
-                created: false,
-                before: None,
-                after: Owner {
-                    uid: 1,
-                    gid: 1,
-                    mode: Mode(0o600),
+            p.entry(
+                Entry {
+                    path: ShownPath::new(name.as_bytes()),
+                    kind: "file",
+                    class: "data",
+                    created: false,
+                    before: None,
+                    after: Owner {
+                        uid: 1,
+                        gid: 1,
+                        mode: Mode(0o600),
+                    },
+                    pending: vec![],
                 },
-                pending: vec![],
-            }, true);
+                true,
+            );
         }
         let head = ReportHead {
             dry_run: false,
@@ -311,6 +320,9 @@ mod tests {
 
         let r = Report::finish(p, head);
 
-        assert_eq!((r.counts.changed, r.entries.len(), r.entries_omitted), (2, 1, 1));
+        assert_eq!(
+            (r.counts.changed, r.entries.len(), r.entries_omitted),
+            (2, 1, 1)
+        );
     }
 }

@@ -233,12 +233,23 @@ pub fn readlink_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Vec<u8>> {
 pub fn chown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
     // SAFETY: the empty path is NUL-terminated; AT_EMPTY_PATH makes the
     // call act on `fd` itself.
-    cvt(unsafe { libc::fchownat(fd.as_raw_fd(), EMPTY.as_ptr(), uid, gid, libc::AT_EMPTY_PATH) })
-        .map(drop)
+    cvt(unsafe {
+        libc::fchownat(
+            fd.as_raw_fd(),
+            EMPTY.as_ptr(),
+            uid,
+            gid,
+            libc::AT_EMPTY_PATH,
+        )
+    })
+    .map(drop)
 }
 
-/// Whether `fchmodat2` with `AT_EMPTY_PATH` works here: 0 unknown, 1 yes, 2 no.
+/// Whether `fchmodat2` exists here: 0 unknown, 1 yes, 2 no.
 static FCHMODAT2: AtomicU8 = AtomicU8::new(0);
+
+/// Whether `fchmodat2` takes `AT_EMPTY_PATH` here: 0 unknown, 2 no.
+static EMPTY_PATH_CHMOD: AtomicU8 = AtomicU8::new(0);
 
 /// Set the mode of the inode held by `fd`. A real (non-`O_PATH`) fd uses
 /// `fchmod`; an `O_PATH` fd uses `fchmodat2(fd, "", mode, AT_EMPTY_PATH)`
@@ -250,7 +261,7 @@ pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32, o_path: bool) -> io::Result<()> {
         // SAFETY: plain syscall on an fd we hold.
         return cvt(unsafe { libc::fchmod(raw, mode) }).map(drop);
     }
-    if FCHMODAT2.load(Ordering::Relaxed) != 2 {
+    if EMPTY_PATH_CHMOD.load(Ordering::Relaxed) != 2 {
         // SAFETY: the empty path is NUL-terminated; the syscall takes
         // (int dirfd, const char *path, mode_t mode, int flags).
         let ret = unsafe {
@@ -263,14 +274,12 @@ pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32, o_path: bool) -> io::Result<()> {
             )
         };
         if ret == 0 {
-            FCHMODAT2.store(1, Ordering::Relaxed);
             return Ok(());
         }
         let err = io::Error::last_os_error();
         match err.raw_os_error() {
-            Some(libc::ENOSYS) | Some(libc::EINVAL) if FCHMODAT2.load(Ordering::Relaxed) == 0 => {
-                FCHMODAT2.store(2, Ordering::Relaxed);
-            }
+            // No fchmodat2, or one without AT_EMPTY_PATH: use /proc from now on.
+            Some(libc::ENOSYS) | Some(libc::EINVAL) => EMPTY_PATH_CHMOD.store(2, Ordering::Relaxed),
             _ => return Err(err),
         }
     }
@@ -279,6 +288,66 @@ pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32, o_path: bool) -> io::Result<()> {
     // inode held by `fd`, which we verified to be a regular file or a
     // directory (chmod would follow a symlink, but we never get here with one).
     cvt(unsafe { libc::chmod(proc.as_ptr(), mode) }).map(drop)
+}
+
+/// Whether `fchmodat2` (Linux 6.6+) exists, probed once with a bad fd.
+pub fn fchmodat2_works() -> bool {
+    match FCHMODAT2.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            // SAFETY: an invalid fd and an empty path: the kernel answers
+            // EBADF if the call exists, ENOSYS if not, and touches nothing.
+            let ret = unsafe {
+                libc::syscall(
+                    libc::SYS_fchmodat2,
+                    -1,
+                    EMPTY.as_ptr(),
+                    0o700,
+                    libc::AT_EMPTY_PATH,
+                )
+            };
+            let ok = ret == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS);
+            FCHMODAT2.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+            ok
+        }
+    }
+}
+
+/// `fchmodat2(dir, name, mode, AT_SYMLINK_NOFOLLOW)`: never follows a
+/// symlink (it fails with `EOPNOTSUPP` on one). Only for names in a
+/// directory no one else can change; needs [`fchmodat2_works`].
+pub fn chmod_at_nofollow(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated; (int, const char *, mode_t, int).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            mode,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `fchownat(dir, name, uid, gid, AT_SYMLINK_NOFOLLOW)`.
+pub fn chown_at_nofollow(dir: BorrowedFd<'_>, name: &CStr, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated.
+    cvt(unsafe {
+        libc::fchownat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+    .map(drop)
 }
 
 /// The effective user id of this process.
@@ -319,11 +388,7 @@ impl Default for DirReader {
 impl DirReader {
     /// Call `f(name, d_type)` for every entry of the open directory `fd`
     /// except `.` and `..`.
-    pub fn for_each(
-        &mut self,
-        fd: BorrowedFd<'_>,
-        mut f: impl FnMut(&CStr, u8),
-    ) -> io::Result<()> {
+    pub fn for_each(&mut self, fd: BorrowedFd<'_>, mut f: impl FnMut(&CStr, u8)) -> io::Result<()> {
         loop {
             // SAFETY: `buf` is writable for its whole length, which we pass;
             // the kernel writes at most that many bytes of dirents.

@@ -149,6 +149,39 @@ fn owner_of(st: &Stat) -> Owner {
     }
 }
 
+/// What an owner or mode change acts on.
+#[derive(Clone, Copy)]
+enum Target<'f> {
+    /// A directory we opened (a real fd).
+    Dir(BorrowedFd<'f>),
+    /// An `O_PATH` fd of a file, checked to be the inode we looked at.
+    Path(BorrowedFd<'f>),
+    /// A name in a directory that only root (or we) may change, so the name
+    /// cannot be pointed at another inode under us (see `Here::frozen`).
+    Name(BorrowedFd<'f>, &'f CStr),
+    /// Nothing: a dry run.
+    Nothing,
+}
+
+impl Target<'_> {
+    fn chmod(self, mode: u32) -> io::Result<()> {
+        match self {
+            Target::Dir(fd) => sys::chmod_fd(fd, mode, false),
+            Target::Path(fd) => sys::chmod_fd(fd, mode, true),
+            Target::Name(dir, name) => sys::chmod_at_nofollow(dir, name, mode),
+            Target::Nothing => Ok(()),
+        }
+    }
+
+    fn chown(self, uid: u32, gid: u32) -> io::Result<()> {
+        match self {
+            Target::Dir(fd) | Target::Path(fd) => sys::chown_fd(fd, uid, gid),
+            Target::Name(dir, name) => sys::chown_at_nofollow(dir, name, uid, gid),
+            Target::Nothing => Ok(()),
+        }
+    }
+}
+
 /// The directory being listed.
 struct Here<'d> {
     fd: &'d Arc<OwnedFd>,
@@ -158,6 +191,11 @@ struct Here<'d> {
     root: usize,
     /// Whether the last file needed a change (then open before stat).
     eager: bool,
+    /// Whether the directory belongs to root (or us) and is not writable by
+    /// group or others: then no app can rename, link or unlink in it while
+    /// we work, and its files are changed by name (`AT_SYMLINK_NOFOLLOW`)
+    /// without an open. Its own owner and mode are fixed after its entries.
+    frozen: bool,
     /// Named subdirectories of the layout seen in it.
     present: Vec<usize>,
 }
@@ -185,8 +223,7 @@ impl<'a> Worker<'a> {
     #[allow(clippy::too_many_arguments)]
     fn fix(
         &mut self,
-        fd: BorrowedFd<'_>,
-        o_path: bool,
+        target: Target<'_>,
         st: &Stat,
         want: u32,
         path: &[u8],
@@ -228,23 +265,25 @@ impl<'a> Worker<'a> {
         let res = (|| -> io::Result<()> {
             if owner_ok || !privileged {
                 if st.perm() != want && (owner_ok || st.uid == self.ctx.euid) {
-                    sys::chmod_fd(fd, want, o_path)?;
+                    target.chmod(want)?;
                 }
                 return Ok(());
             }
             let narrow = st.perm() & want & 0o777;
             if narrow != st.perm() {
-                sys::chmod_fd(fd, narrow, o_path)?;
+                target.chmod(narrow)?;
             }
-            sys::chown_fd(fd, uid, gid)?;
+            target.chown(uid, gid)?;
             if want != narrow {
-                sys::chmod_fd(fd, want, o_path)?;
+                target.chmod(want)?;
             }
             Ok(())
         })();
         match res {
             Ok(()) => self.out.entry(entry, applied),
-            Err(e) => self.out.fail(path, format!("cannot set owner and mode: {e}")),
+            Err(e) => self
+                .out
+                .fail(path, format!("cannot set owner and mode: {e}")),
         }
     }
 
@@ -333,7 +372,18 @@ impl<'a> Worker<'a> {
         }
         let layout = self.ctx.layout;
         let want = layout.dir_mode(class, node);
-        self.fix(fd.as_fd(), false, &st, want, &path, "dir", class.as_str(), created);
+        let frozen = !self.ctx.dry_run
+            && sys::fchmodat2_works()
+            && (st.uid == 0 || st.uid == self.ctx.euid)
+            && st.perm() & 0o022 == 0;
+        if !frozen {
+            let target = if self.ctx.dry_run {
+                Target::Nothing
+            } else {
+                Target::Dir(fd.as_fd())
+            };
+            self.fix(target, &st, want, &path, "dir", class.as_str(), created);
+        }
 
         let dir = Arc::new(fd);
         let Some(mut reader) = self.reader.take() else {
@@ -346,6 +396,7 @@ impl<'a> Worker<'a> {
             node,
             root,
             eager: false,
+            frozen,
             present: Vec::new(),
         };
         let res = reader.for_each(dir.as_fd(), |name, d_type| {
@@ -356,6 +407,17 @@ impl<'a> Worker<'a> {
         if let Err(e) = res {
             self.out.fail(&path, format!("cannot list directory: {e}"));
             return;
+        }
+        if frozen {
+            self.fix(
+                Target::Dir(dir.as_fd()),
+                &st,
+                want,
+                &path,
+                "dir",
+                class.as_str(),
+                created,
+            );
         }
 
         // Named directories of the layout that do not exist yet.
@@ -370,13 +432,12 @@ impl<'a> Worker<'a> {
                 plan_created(self.ctx, &mut self.out, &cpath, c);
                 continue;
             }
-            let made = sys::cpath(cname).and_then(|cn| {
-                match sys::mkdir_at(dir.as_fd(), &cn, 0o700) {
+            let made =
+                sys::cpath(cname).and_then(|cn| match sys::mkdir_at(dir.as_fd(), &cn, 0o700) {
                     Ok(()) => Ok((cn, true)),
                     Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok((cn, false)),
                     Err(e) => Err(e),
-                }
-            });
+                });
             match made {
                 Ok((cn, created)) => next.push(Job {
                     src: DirSrc::At(dir.clone(), cn),
@@ -386,7 +447,9 @@ impl<'a> Worker<'a> {
                     created,
                     root,
                 }),
-                Err(e) => self.out.fail(&cpath, format!("cannot create directory: {e}")),
+                Err(e) => self
+                    .out
+                    .fail(&cpath, format!("cannot create directory: {e}")),
             }
         }
     }
@@ -405,7 +468,7 @@ impl<'a> Worker<'a> {
             // While the entries of this directory keep needing changes, open
             // first and stat the fd (one lookup instead of two); otherwise a
             // plain statx, and no open at all for an entry already right.
-            let looked = if d.eager && kind == Some(Kind::File) {
+            let looked = if d.eager && !d.frozen && kind == Some(Kind::File) {
                 sys::open_path_at(d.fd.as_fd(), name).and_then(|fd| {
                     let s = sys::stat_fd(fd.as_fd())?;
                     held = Some(fd);
@@ -427,7 +490,11 @@ impl<'a> Worker<'a> {
                         "disappeared during the walk".to_owned(),
                     );
                 }
-                Err(e) => return self.out.fail(&join(d.path, nb), format!("cannot stat: {e}")),
+                Err(e) => {
+                    return self
+                        .out
+                        .fail(&join(d.path, nb), format!("cannot stat: {e}"))
+                }
             }
         }
         match (kind, st) {
@@ -498,8 +565,19 @@ impl<'a> Worker<'a> {
             return false;
         }
         if self.ctx.dry_run {
-            // Nothing is changed, so no fd is needed.
-            self.fix(d.fd.as_fd(), false, &st, want, &path(), "file", label, false);
+            self.fix(Target::Nothing, &st, want, &path(), "file", label, false);
+            return true;
+        }
+        if d.frozen && held.is_none() {
+            self.fix(
+                Target::Name(d.fd.as_fd(), name),
+                &st,
+                want,
+                &path(),
+                "file",
+                label,
+                false,
+            );
             return true;
         }
         let (fd, now) = match held {
@@ -543,7 +621,15 @@ impl<'a> Worker<'a> {
                 (fd, now)
             }
         };
-        self.fix(fd.as_fd(), true, &now, want, &path(), "file", label, false);
+        self.fix(
+            Target::Path(fd.as_fd()),
+            &now,
+            want,
+            &path(),
+            "file",
+            label,
+            false,
+        );
         true
     }
 

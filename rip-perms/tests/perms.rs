@@ -72,7 +72,9 @@ impl Scratch {
         .unwrap();
         fs::write(
             root.join("etc/group"),
-            format!("root:x:0:\napp1:x:{APP_UID}:backup\napp2:x:{APP2_UID}:backup\nbackup:x:60009:\n"),
+            format!(
+                "root:x:0:\napp1:x:{APP_UID}:backup\napp2:x:{APP2_UID}:backup\nbackup:x:60009:\n"
+            ),
         )
         .unwrap();
         Scratch {
@@ -145,7 +147,9 @@ impl Drop for Scratch {
 fn run_as(uid: Option<u32>, root: &Path, args: &[&str], stdin: &str) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.arg("--root").arg(root).args(args);
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if let Some(u) = uid {
         cmd.uid(u).gid(u);
     }
@@ -294,7 +298,11 @@ fn layout_with_backups_follows_the_policy() {
         ("logs/app.log", 0o600),
     ];
     for (rel, mode) in want {
-        let p = if rel.is_empty() { h.clone() } else { h.join(rel) };
+        let p = if rel.is_empty() {
+            h.clone()
+        } else {
+            h.join(rel)
+        };
         assert_eq!(meta(&p), (APP_UID, APP_UID, mode), "{rel}");
     }
 }
@@ -311,14 +319,21 @@ fn layout_without_backups_is_closed_to_the_group() {
     assert_eq!(meta(&h.join("data")), (APP2_UID, APP2_UID, 0o700));
     assert_eq!(meta(&h.join("bin")), (APP2_UID, APP2_UID, 0o700));
     assert!(!h.join("data/backups").exists());
-    assert!(r["entries"].as_array().unwrap().iter().all(|e| e["created"] == true));
+    assert!(r["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["created"] == true));
 }
 
 #[test]
 fn backups_outside_data_leave_data_closed() {
     let s = Scratch::new("backups_outside_data");
 
-    one(&s.run(&[], r#"{"name":"app1","backups":{"dir":"/home/app1/snap/daily"}}"#));
+    one(&s.run(
+        &[],
+        r#"{"name":"app1","backups":{"dir":"/home/app1/snap/daily"}}"#,
+    ));
 
     let h = s.home("app1");
     assert_eq!(meta(&h).2, 0o710);
@@ -337,11 +352,20 @@ fn rw_paths_are_created_inside_and_outside_the_home() {
     ));
 
     assert_eq!(r["changed"], true);
-    assert_eq!(meta(&s.home("app1").join("uploads")), (APP_UID, APP_UID, 0o700));
-    assert_eq!(meta(&s.home("app1").join("uploads/img")), (APP_UID, APP_UID, 0o700));
+    assert_eq!(
+        meta(&s.home("app1").join("uploads")),
+        (APP_UID, APP_UID, 0o700)
+    );
+    assert_eq!(
+        meta(&s.home("app1").join("uploads/img")),
+        (APP_UID, APP_UID, 0o700)
+    );
     assert_eq!(meta(&s.root.join("srv")), (0, 0, 0o755));
     assert_eq!(meta(&s.root.join("srv/app1")), (0, 0, 0o755));
-    assert_eq!(meta(&s.root.join("srv/app1/cache")), (APP_UID, APP_UID, 0o700));
+    assert_eq!(
+        meta(&s.root.join("srv/app1/cache")),
+        (APP_UID, APP_UID, 0o700)
+    );
 }
 
 #[test]
@@ -373,7 +397,10 @@ fn bad_override_is_rejected_before_anything_is_touched() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("perms.database.file") && err.contains("app2"), "{err}");
+    assert!(
+        err.contains("perms.database.file") && err.contains("app2"),
+        "{err}"
+    );
     assert_eq!(meta(&s.home("app1").join("data/app.db")), (0, 0, 0o644));
     assert!(!s.home("app2").exists());
 }
@@ -410,14 +437,20 @@ fn restored_root_owned_database_is_given_back() {
 
     let r = one(&s.run(&[], r#"{"name":"app1"}"#));
 
-    assert_eq!(meta(&s.home("app1").join("data/app.db")), (APP_UID, APP_UID, 0o600));
+    assert_eq!(
+        meta(&s.home("app1").join("data/app.db")),
+        (APP_UID, APP_UID, 0o600)
+    );
     let e = r["entries"]
         .as_array()
         .unwrap()
         .iter()
         .find(|e| e["path"] == "/home/app1/data/app.db")
         .unwrap();
-    assert_eq!(e["before"], serde_json::json!({"uid": 0, "gid": 0, "mode": "0644"}));
+    assert_eq!(
+        e["before"],
+        serde_json::json!({"uid": 0, "gid": 0, "mode": "0644"})
+    );
     assert_eq!(
         e["after"],
         serde_json::json!({"uid": APP_UID, "gid": APP_UID, "mode": "0600"})
@@ -498,7 +531,10 @@ fn show_policy_prints_default_and_per_app() {
     let default: Value = serde_json::from_slice(&s.run(&["--show-policy"], "").stdout).unwrap();
     let out = s.run(
         &["--show-policy"],
-        &format!("{APP1_BACKUPS}\n{}\n", r#"{"name":"app2","perms":{"data":{"file":"0640"}}}"#),
+        &format!(
+            "{APP1_BACKUPS}\n{}\n",
+            r#"{"name":"app2","perms":{"data":{"file":"0640"}}}"#
+        ),
     );
 
     assert_eq!(default["backups"]["dir"], "2750");
@@ -530,7 +566,10 @@ fn as_an_ordinary_user_owner_changes_are_pending() {
     let r = one(&run_as(Some(user), &s.root, &[], r#"{"name":"app1"}"#));
 
     assert_eq!(r["privileged"], false);
-    assert_eq!(meta(&s.home("app1").join("data/app.db")), (user, user, 0o600));
+    assert_eq!(
+        meta(&s.home("app1").join("data/app.db")),
+        (user, user, 0o600)
+    );
     assert!(r["counts"]["pending"].as_u64().unwrap() >= 3, "{r}");
     let db = r["entries"]
         .as_array()
@@ -598,6 +637,12 @@ fn hostile_tree_never_touches_outside_files() {
     let odd = data.join(std::ffi::OsStr::from_bytes(b"caf\xe9-\xff.db"));
     write(&odd, 0o666, 0);
     write(&data.join("app.db"), 0o644, 0);
+    // A tree restored by root (root-owned dirs: changed by name, no open)
+    // with its own escaping symlink and hard link.
+    mkdir(&data.join("restored"), 0o755, 0);
+    write(&data.join("restored/app.db"), 0o644, 0);
+    std::os::unix::fs::symlink(v.join("passwd"), data.join("restored/link")).unwrap();
+    fs::hard_link(v.join("shadow"), data.join("restored/hardlink")).unwrap();
     // A bind mount of the victims inside the tree.
     s.bind(&v.join("sub"), &data.join("mnt"));
     for p in [&h, &data] {
@@ -619,10 +664,13 @@ fn hostile_tree_never_touches_outside_files() {
         ("null", "PERMS_SPECIAL_FILE"),
         ("loop", "PERMS_SPECIAL_FILE"),
         ("mnt", "PERMS_MOUNT_POINT"),
+        ("restored/link", "PERMS_SYMLINK_ESCAPES"),
+        ("restored/hardlink", "PERMS_HARDLINK"),
     ];
     for (name, reason) in want {
         assert_eq!(
-            why.get(&format!("/home/app1/data/{name}")).map(String::as_str),
+            why.get(&format!("/home/app1/data/{name}"))
+                .map(String::as_str),
             Some(reason),
             "{name}: {r:#}"
         );
@@ -634,6 +682,11 @@ fn hostile_tree_never_touches_outside_files() {
     // Odd names are fixed and reported exactly.
     assert_eq!(meta(&data.join(&long)), (APP_UID, APP_UID, 0o600));
     assert_eq!(meta(&odd), (APP_UID, APP_UID, 0o600));
+    assert_eq!(meta(&data.join("restored")), (APP_UID, APP_UID, 0o700));
+    assert_eq!(
+        meta(&data.join("restored/app.db")),
+        (APP_UID, APP_UID, 0o600)
+    );
     let hex: Vec<&Value> = r["entries"]
         .as_array()
         .unwrap()
@@ -641,7 +694,10 @@ fn hostile_tree_never_touches_outside_files() {
         .filter(|e| e.get("path_hex").is_some())
         .collect();
     assert_eq!(hex.len(), 1);
-    assert!(hex[0]["path_hex"].as_str().unwrap().ends_with("636166e92dff2e6462"));
+    assert!(hex[0]["path_hex"]
+        .as_str()
+        .unwrap()
+        .ends_with("636166e92dff2e6462"));
     // A second run refuses the same entries and changes nothing.
     let again = one(&s.run(&[], r#"{"name":"app1"}"#));
     assert_eq!(again["changed"], false);
@@ -686,12 +742,22 @@ fn nesting_deeper_than_path_max() {
     for _ in 0..levels {
         let c = CString::new(&name[..]).unwrap();
         // SAFETY: valid C string.
-        assert_eq!(unsafe { libc::mkdirat(fd.as_raw_fd(), c.as_ptr(), 0o755) }, 0);
+        assert_eq!(
+            unsafe { libc::mkdirat(fd.as_raw_fd(), c.as_ptr(), 0o755) },
+            0
+        );
         fd = open_at(&fd, &name, libc::O_RDONLY | libc::O_DIRECTORY);
     }
     let c = CString::new("bottom.db").unwrap();
     // SAFETY: valid C string, O_CREAT with a mode.
-    let f = unsafe { libc::openat(fd.as_raw_fd(), c.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o644) };
+    let f = unsafe {
+        libc::openat(
+            fd.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY,
+            0o644,
+        )
+    };
     assert!(f >= 0);
     // SAFETY: fresh fd.
     drop(unsafe { OwnedFd::from_raw_fd(f) });
@@ -752,9 +818,18 @@ fn racing_symlink_swap_never_escapes() {
             // on the calling thread; glibc's wrappers would change all).
             // SAFETY: plain syscalls with integer arguments.
             unsafe {
-                assert_eq!(libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<u32>()), 0);
-                assert_eq!(libc::syscall(libc::SYS_setresgid, APP_UID, APP_UID, APP_UID), 0);
-                assert_eq!(libc::syscall(libc::SYS_setresuid, APP_UID, APP_UID, APP_UID), 0);
+                assert_eq!(
+                    libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<u32>()),
+                    0
+                );
+                assert_eq!(
+                    libc::syscall(libc::SYS_setresgid, APP_UID, APP_UID, APP_UID),
+                    0
+                );
+                assert_eq!(
+                    libc::syscall(libc::SYS_setresuid, APP_UID, APP_UID, APP_UID),
+                    0
+                );
             }
             let a = CString::new("cache").unwrap();
             let b = CString::new("cache.lnk").unwrap();
@@ -779,18 +854,25 @@ fn racing_symlink_swap_never_escapes() {
                 };
                 assert_eq!(r, 0, "swap: {}", std::io::Error::last_os_error());
                 swaps.fetch_add(1, Ordering::Relaxed);
+                drop(_g);
+                // Leave the CPU to rip-perms now and then (2-core CI).
+                std::thread::sleep(Duration::from_micros(20));
             }
         })
     };
 
     let started = Instant::now();
     let (mut runs, mut raced) = (0u32, 0u32);
-    while runs < 1000 && started.elapsed() < Duration::from_secs(240) {
+    while runs < 1000 && started.elapsed() < Duration::from_secs(300) {
         // Reset with the racer paused: "cache" is the real directory again,
         // its files root-owned 0644, so rip-perms has work to do in it.
         pause.store(true, Ordering::Release);
         let held = swapping.lock().unwrap();
-        if fs::symlink_metadata(&cache).unwrap().file_type().is_symlink() {
+        if fs::symlink_metadata(&cache)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+        {
             fs::rename(&cache, data.join("tmp")).unwrap();
             fs::rename(data.join("cache.lnk"), &cache).unwrap();
             fs::rename(data.join("tmp"), data.join("cache.lnk")).unwrap();
@@ -810,10 +892,17 @@ fn racing_symlink_swap_never_escapes() {
         let out = s.run(&["--jobs", "2"], r#"{"name":"app1"}"#);
         runs += 1;
         let r = one(&out);
-        if reasons(&r).values().any(|x| x == "PERMS_RACE" || x == "PERMS_VANISHED") {
+        if reasons(&r)
+            .values()
+            .any(|x| x == "PERMS_RACE" || x == "PERMS_VANISHED")
+        {
             raced += 1;
         }
-        assert_eq!(snapshot(&v), before, "run {runs}: a file outside the tree changed");
+        assert_eq!(
+            snapshot(&v),
+            before,
+            "run {runs}: a file outside the tree changed"
+        );
     }
     stop.store(true, Ordering::Relaxed);
     racer.join().unwrap();

@@ -6,9 +6,9 @@ use rip_core::{InputArgs, SystemArgs};
 /// Write a hardened systemd unit for each app spec
 ///
 /// Reads app specs (NDJSON or a JSON array) on stdin and writes
-/// <root>/etc/systemd/system/<name>.service for each, plus <name>.socket for
+/// ROOT/etc/systemd/system/NAME.service for each, plus NAME.socket for
 /// apps with the strict profile. Prints each record with a "rip_unit" key
-/// added. User drop-ins in <name>.service.d/ are never touched, only read
+/// added. User drop-ins in NAME.service.d/ are never touched, only read
 /// and reported.
 #[derive(Debug, Parser)]
 #[command(name = "rip-unit", version)]

@@ -79,11 +79,11 @@ pub fn exec_word(s: &str) -> Result<String, Unrepresentable> {
     Ok(quote(&specifiers(&s.replace('$', "$$"))))
 }
 
-/// The whole `ExecStart=` value for `argv` (argv[0] is the executable).
+/// The whole `ExecStart=` value for `argv` (`argv[0]` is the executable).
 ///
 /// systemd neither `$`-expands nor accepts quotes or backslashes in the
 /// executable path ("Executable name contains special characters"), while
-/// it does expand argv[0]. A path holding `$` is therefore written in the
+/// it does expand `argv[0]`. A path holding `$` is therefore written in the
 /// `@PATH ARGV0` form, where only the second word is expanded.
 pub fn exec_line(argv: &[String]) -> Result<String, Unrepresentable> {
     let Some((path, args)) = argv.split_first() else {
@@ -145,6 +145,20 @@ pub fn raw_value(s: &str) -> Result<String, Unrepresentable> {
         return bad("a trailing backslash continues the line in a unit file");
     }
     Ok(specifiers(s))
+}
+
+/// An `EnvironmentFile=` path: systemd passes it to glob(3), so backslash, `*`,
+/// `?` and `[` are escaped with a backslash on top of [`raw_value`].
+pub fn glob_path(s: &str) -> Result<String, Unrepresentable> {
+    let raw = raw_value(s)?;
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if matches!(c, '\\' | '*' | '?' | '[') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    Ok(out)
 }
 
 /// Split an `ExecStart=`-style value back into words the way systemd 252
@@ -264,6 +278,14 @@ mod tests {
         assert!(raw_value("/a/b\\").is_err());
         assert!(raw_value("/a/b ").is_err());
         assert_eq!(raw_value("/a/100%").unwrap(), "/a/100%%");
+    }
+
+    #[test]
+    fn environment_file_paths_escape_glob_characters() {
+        assert_eq!(
+            glob_path("/etc/a\\b[c]*?%").unwrap(),
+            "/etc/a\\\\b\\[c]\\*\\?%%"
+        );
     }
 
     #[test]

@@ -177,6 +177,22 @@ fn named_path(word: &str) -> Option<PathBuf> {
     ok.then(|| PathBuf::from(candidate))
 }
 
+/// A relative argv word naming a file that exists under the working
+/// directory (the seed's `-agekey age.key`): that file, else `None`.
+/// TODO(#5): a relative path that does not exist yet when the unit is
+/// written is not bound into the tmpfs home.
+fn relative_file(word: &str, workdir: &Path, fs: &dyn Exists) -> Option<PathBuf> {
+    let plain = !word.is_empty()
+        && !word.starts_with(['/', '-'])
+        && !word.contains('=')
+        && !word.ends_with('/')
+        && word
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..");
+    let p = workdir.join(word);
+    (plain && fs.exists(&p)).then_some(p)
+}
+
 fn is_loopback(addr: &str) -> bool {
     addr.parse::<IpAddr>().is_ok_and(|a| a.is_loopback())
 }
@@ -278,7 +294,9 @@ pub fn generate(
         .map(String::as_str)
         .chain(spec.env.values().map(String::as_str));
     for word in mentioned {
-        let Some(p) = named_path(word) else { continue };
+        let Some(p) = named_path(word).or_else(|| relative_file(word, &spec.workdir, fs)) else {
+            continue;
+        };
         if !under_home(&p) || inside_any(&p, &writable) {
             continue;
         }
@@ -444,7 +462,7 @@ pub fn generate(
         let s = f.display().to_string();
         u.set(
             "EnvironmentFile",
-            escape::raw_value(&s).map_err(field_err(format!("env_files[{i}]")))?,
+            escape::glob_path(&s).map_err(field_err(format!("env_files[{i}]")))?,
         );
         environment_files.push(s);
     }
@@ -879,6 +897,24 @@ mod tests {
             ["db.pass:/etc/rip/a/db%%pass"]
         );
         assert_eq!(values(&g, "EnvironmentFile"), ["/etc/rip/a.env"]);
+    }
+
+    #[test]
+    fn relative_files_that_exist_are_bound_read_only() {
+        struct Key;
+        impl Exists for Key {
+            fn exists(&self, p: &Path) -> bool {
+                p == Path::new("/home/a/age.key")
+            }
+        }
+        let s = spec(r#"{"name":"a","exec":["/home/a/bin/a","-agekey","age.key","-x","prod"]}"#);
+
+        let g = generate(&s, &HostFacts::default(), &Key).unwrap();
+
+        assert_eq!(
+            values(&g, "BindReadOnlyPaths"),
+            [r#"-"/home/a/age.key""#, r#""/home/a/bin/a""#]
+        );
     }
 
     #[test]

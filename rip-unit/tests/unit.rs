@@ -721,6 +721,13 @@ impl Rng {
 
 /// Random specs whose argv and environment hold every kind of character.
 fn random_specs(rng: &mut Rng, n: usize) -> Vec<Value> {
+    // One path component: no '/', a letter first (never "." or ".."), and
+    // no trailing blank or backslash where systemd takes the value verbatim.
+    let component = |rng: &mut Rng, first: char| -> String {
+        let mut c: String = rng.string(8).chars().filter(|c| *c != '/').collect();
+        c.insert(0, first);
+        c.trim_end_matches([' ', '\\']).to_owned()
+    };
     (0..n)
         .map(|i| {
             let name = format!("pt{i}");
@@ -730,16 +737,33 @@ fn random_specs(rng: &mut Rng, n: usize) -> Vec<Value> {
                 .filter(|c| !"/\"'\\".contains(*c))
                 .collect();
             exe_name.insert(0, 'e');
-            let mut argv = vec![format!("/home/{name}/bin/{exe_name}")];
+            // Every other app lives in a home whose name holds any character.
+            let home = if i % 2 == 1 {
+                // (no quote or backslash: the executable lives there)
+                let h: String = component(rng, 'h')
+                    .chars()
+                    .filter(|c| !"\"'\\".contains(*c))
+                    .collect();
+                format!("/home/{name}-{}", h.trim_end())
+            } else {
+                format!("/home/{name}")
+            };
+            let mut argv = vec![format!("{home}/bin/{exe_name}")];
             for _ in 0..rng.below(7) {
                 argv.push(rng.string(12));
             }
+            let rw = format!("/srv/ript/{name}-{}", component(rng, 'w'));
             let mut env = serde_json::Map::new();
             for j in 0..rng.below(4) {
                 env.insert(format!("RIPT_{j}"), json!(rng.string(16)));
             }
-            json!({"name": name, "runtime": "rust", "exec": argv, "env": env,
-                   "description": format!("p {}", rng.string(10)).trim_end_matches([' ', '\\'])})
+            env.insert("RIPT_RW".into(), json!(rw));
+            json!({"name": name, "runtime": "rust", "exec": argv, "env": env, "home": home,
+                   "description": format!("p {}", rng.string(10)).trim_end_matches([' ', '\\']),
+                   "rw_paths": [rw],
+                   "env_files": [format!("/etc/ript/{name}-{}", component(rng, 'e'))],
+                   "secrets": [{"name": format!("cred.{i}"),
+                                "path": format!("/etc/ript/{name}-{}", component(rng, 's'))}]})
         })
         .collect()
 }
@@ -854,21 +878,32 @@ impl Sandbox {
             ])
             .ok();
         }
+        let home = app["home"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("/home/{name}"));
         let exe = app["exec"][0].as_str().unwrap();
-        std::fs::create_dir_all(self.host(&format!("/home/{name}/data/backups"))).unwrap();
+        std::fs::create_dir_all(self.host(&format!("{home}/data/backups"))).unwrap();
         std::fs::create_dir_all(self.host(exe).parent().unwrap()).unwrap();
         let _ = std::fs::remove_file(self.host(exe));
         std::fs::copy(binary, self.host(exe)).unwrap();
         std::fs::write(
-            self.host(&format!("/home/{name}/age.key")),
+            self.host(&format!("{home}/age.key")),
             "AGE-SECRET-KEY-TEST\n",
         )
         .unwrap();
-        let script = format!(
-            "chown -R {name}:{name} /home/{name} && chmod 0710 /home/{name} && chmod 0700 /home/{name}/data \
-             && chmod 2750 /home/{name}/data/backups && chmod 0600 /home/{name}/age.key"
-        );
-        self.exec(&["sh", "-c", &script]).ok();
+        // No shell: the home may hold any character.
+        self.exec(&["chown", "-R", &format!("{name}:{name}"), &home])
+            .ok();
+        for (path, mode) in [
+            (home.clone(), 0o710),
+            (format!("{home}/data"), 0o700),
+            (format!("{home}/data/backups"), 0o2750),
+            (format!("{home}/age.key"), 0o600),
+        ] {
+            std::fs::set_permissions(self.host(&path), std::fs::Permissions::from_mode(mode))
+                .unwrap();
+        }
     }
 }
 
@@ -1090,12 +1125,32 @@ fn in_a_systemd_container() {
     let specs = random_specs(&mut rng, 25);
     for s in &specs {
         sb.deploy_app(s, &echo);
+        let name = s["name"].as_str().unwrap();
+        let rw = s["rw_paths"][0].as_str().unwrap();
+        std::fs::create_dir_all(sb.host(rw)).unwrap();
+        sb.exec(&["chown", &format!("{name}:{name}"), rw]).ok();
+        let env_file = sb.host(s["env_files"][0].as_str().unwrap());
+        std::fs::create_dir_all(env_file.parent().unwrap()).unwrap();
+        std::fs::write(&env_file, format!("RIPT_FILE=from-file-{name}\n")).unwrap();
+        std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let secret = sb.host(s["secrets"][0]["path"].as_str().unwrap());
+        std::fs::write(&secret, format!("secret of {name}")).unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    rip_unit(&sb.rootfs, &[], &ndjson(&specs)).ok();
+    let records = rip_unit(&sb.rootfs, &[], &ndjson(&specs)).ok().records();
+    for r in &records {
+        let codes = notes(r);
+        assert!(
+            !codes
+                .iter()
+                .any(|c| c.starts_with("UNIT_SECRET") || c == "UNIT_RWP_OPTIONAL"),
+            "{r}"
+        );
+    }
     sb.exec(&["systemctl", "daemon-reload"]).ok();
     for s in &specs {
         let name = s["name"].as_str().unwrap();
-        let out_file = sb.host(&format!("/home/{name}/data/echo.out"));
+        let out_file = sb.host(&format!("{}/data/echo.out", s["home"].as_str().unwrap()));
         let _ = std::fs::remove_file(&out_file);
         let start = sb.exec(&["systemctl", "start", name]);
         assert_eq!(
@@ -1147,12 +1202,33 @@ fn in_a_systemd_container() {
             .iter()
             .map(|v| v.as_str().unwrap().to_owned())
             .collect();
-        let want_env: BTreeMap<String, String> = s["env"]
+        let mut want_env: BTreeMap<String, String> = s["env"]
             .as_object()
             .unwrap()
             .iter()
             .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
             .collect();
+        want_env.insert("RIPT_FILE".into(), format!("from-file-{name}"));
+        let creds: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("C "))
+            .map(|l| {
+                let (n, d) = l.split_once(' ').unwrap();
+                format!("{}={}", decode(n), decode(d))
+            })
+            .collect();
+        let index = name.trim_start_matches("pt");
+        assert_eq!(
+            creds,
+            [format!("cred.{index}=secret of {name}")],
+            "{name}: credentials"
+        );
+        let rw = s["rw_paths"][0].as_str().unwrap();
+        assert!(
+            sb.host(&format!("{rw}/rw.ok")).is_file(),
+            "{name}: {rw:?} not writable\n{}",
+            journal(&sb, name)
+        );
         assert_eq!(
             argv,
             want_argv,

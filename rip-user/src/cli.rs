@@ -8,9 +8,9 @@ use rip_core::{InputArgs, SystemArgs};
 /// Create and converge each app's system user and group, and the backup user
 ///
 /// Reads app specs (NDJSON or a JSON array) on stdin and makes
-/// <root>/etc/{passwd,group,shadow,gshadow} hold, for every app, a locked
+/// the root's /etc/{passwd,group,shadow,gshadow} hold, for every app, a locked
 /// system user and its private group with the spec's home and shell, ids
-/// taken top-down from the system range of <root>/etc/login.defs (uid ==
+/// taken top-down from the system range of its /etc/login.defs (uid ==
 /// gid where free). Existing accounts are brought in line; conflicts are
 /// refused before anything is written. The backup user is made a member of
 /// the group of every app with backups enabled, and of no other group. The
@@ -34,7 +34,7 @@ pub struct Cli {
     #[arg(long)]
     pub remove: bool,
 
-    /// With --remove: first archive each home to <root>/var/backups/rip-user/
+    /// With --remove: first archive each home to /var/backups/rip-user/ under the root
     ///
     /// Writes NAME-SECONDS.tar.gz (mode 0600) with tar, which stores
     /// symlinks as symlinks and stays on one file system.

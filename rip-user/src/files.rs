@@ -236,6 +236,11 @@ pub fn members(field: &str) -> Vec<String> {
         .collect()
 }
 
+// TODO(#4): a root that has /etc/group but no /etc/gshadow (or passwd but
+// no shadow) gets a new gshadow/shadow holding only rip-user's entries,
+// which grpck/pwck then flag for the other accounts; shadow-utils instead
+// keeps such a root shadow-less. Debian always ships all four files.
+
 /// Owner and mode for a file that does not exist yet: what Debian's
 /// base-passwd and shadow ship (passwd/group root:root 0644; shadow and
 /// gshadow root:shadow 0640, or root:root 0600 without a `shadow` group).

@@ -184,6 +184,9 @@ fn ensure_dir_at(
     Ok((fd, created, changes))
 }
 
+// TODO(#4): new homes start empty; /etc/skel is not copied (useradd -m
+// would), so `su - app` gets no .profile/.bashrc.
+
 /// Create the home `target` when missing (parents root-owned 0755), owned
 /// by `want` and with its mode; an existing home is only brought to
 /// `want` when `converge` is set. Returns its fd, whether it was created,

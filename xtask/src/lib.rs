@@ -22,9 +22,9 @@ const MANUAL: &str = "rip manual";
 /// meaningfully.
 pub const DATE: &str = "2026-12-03";
 
-/// Set after the title: ragged right. Long paths and option names in
-/// narrow columns cannot be justified (groff warns "cannot adjust line" for
-/// each), and literal text reads better unstretched.
+/// Set after the title: ragged right. Long paths and option names, above
+/// all in narrow table columns, stretch justified lines badly (and groff
+/// warns "cannot adjust line" for many of them).
 const RAGGED: &str = ".ad l\n";
 
 /// Clean up what clap_mangen and the converter produce, so that
@@ -205,7 +205,11 @@ pub fn tool_page(root: &Path, name: &'static str, cmd: Command) -> Result<String
         &man,
         clap_mangen::Man::render_description_section,
     )?);
-    if let Some(i) = sections.iter().position(|s| s.title == "DESCRIPTION") {
+    // "DESCRIPTION (summary)" and the like are the description too.
+    if let Some(i) = sections
+        .iter()
+        .position(|s| s.title == "DESCRIPTION" || s.title.starts_with("DESCRIPTION "))
+    {
         page.push_str(&sections.remove(i).roff);
     }
     page.push_str(&clap_part(&man, clap_mangen::Man::render_options_section)?);

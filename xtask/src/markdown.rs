@@ -49,6 +49,22 @@ fn guard(mut line: String) -> String {
     line
 }
 
+/// `*text*` (or `**text**`) at the start of `s`: the text and what follows.
+/// As in CommonMark, the opening marker must be followed, and the closing
+/// one preceded, by a non-blank character.
+fn emphasis<'a>(s: &'a str, marker: &str) -> Option<(&'a str, &'a str)> {
+    let after = s.strip_prefix(marker)?;
+    if after.starts_with(char::is_whitespace) || after.starts_with('*') {
+        return None;
+    }
+    let end = after.find(marker)?;
+    let body = &after[..end];
+    if body.is_empty() || body.ends_with(char::is_whitespace) {
+        return None;
+    }
+    Some((body, &after[end + marker.len()..]))
+}
+
 /// Convert inline markup of one line of prose.
 fn inline(text: &str) -> Result<String> {
     let mut out = String::new();
@@ -62,22 +78,21 @@ fn inline(text: &str) -> Result<String> {
             out.push_str(&escape(&after[..end], true));
             out.push_str("\\fR");
             rest = &after[end + 1..];
-        } else if let Some(after) = rest.strip_prefix("**") {
-            let Some(end) = after.find("**") else {
-                bail!("unclosed **bold** in {text:?}");
-            };
+        } else if let Some((body, after)) = emphasis(rest, "**") {
             out.push_str("\\fB");
-            out.push_str(&escape(&after[..end], false));
+            out.push_str(&escape(body, false));
             out.push_str("\\fR");
-            rest = &after[end + 2..];
-        } else if let Some(after) = rest.strip_prefix('*') {
-            let Some(end) = after.find('*') else {
-                bail!("unclosed *italic* in {text:?}");
-            };
+            rest = after;
+        } else if let Some((body, after)) = emphasis(rest, "*") {
             out.push_str("\\fI");
-            out.push_str(&escape(&after[..end], false));
+            out.push_str(&escape(body, false));
             out.push_str("\\fR");
-            rest = &after[end + 1..];
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix('*') {
+            // A `*` that opens no emphasis (`ProtectKernel*`, `a * b`) is
+            // literal, as in CommonMark.
+            out.push('*');
+            rest = after;
         } else {
             let end = rest.find(['`', '*']).unwrap_or(rest.len());
             out.push_str(&escape(&rest[..end], false));
@@ -395,6 +410,14 @@ mod tests {
     #[test]
     fn rejects_text_before_a_section() {
         assert!(to_sections("hello\n# A\n").is_err());
+    }
+
+    #[test]
+    fn lone_star_is_literal() {
+        assert_eq!(
+            one("# A\nProtectKernel*, a * b and *it* **bold**\n"),
+            ".PP\nProtectKernel*, a * b and \\fIit\\fR \\fBbold\\fR\n"
+        );
     }
 
     #[test]

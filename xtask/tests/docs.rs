@@ -192,11 +192,15 @@ fn man_renders_the_rip_unit_page() {
         );
     }
     assert!(page.contains("--root"), "{page}");
-    assert!(
-        text(&out.stderr).is_empty(),
-        "man printed warnings:\n{}",
-        text(&out.stderr)
-    );
+    // groff's layout warnings depend on the terminal width (a long path in a
+    // narrow column cannot be adjusted or broken) and change nothing in the
+    // text; anything else it says is a defect of the page.
+    let stderr = text(&out.stderr);
+    let other: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.contains("cannot adjust line") && !l.contains("can't break line"))
+        .collect();
+    assert!(other.is_empty(), "man printed warnings:\n{stderr}");
 }
 
 /// The text of terminal output without its bold and underline overstrikes
@@ -362,6 +366,7 @@ fn ansible_playbook_deploys_each_hosts_apps_and_scrapes_them_all() {
             .arg(&inventory)
             .arg(&playbook)
             .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_HOME", t.join("ansible-home"))
             .env("ANSIBLE_LOCAL_TEMP", t.join("ansible-tmp"))
             .env("ANSIBLE_REMOTE_TEMP", t.join("ansible-tmp"))
             .env("ANSIBLE_RETRY_FILES_ENABLED", "0"));
@@ -472,4 +477,9 @@ fn example_makefile_deploys_one_app_into_a_scratch_root() {
     let again = text(&make("deploy").stdout);
 
     assert!(!again.contains("restart"), "nothing changed, yet:\n{again}");
+
+    make("undeploy");
+
+    assert!(!root.join("etc/systemd/system/shop.service").exists());
+    assert!(has_user(&root, "shop"), "undeploy keeps the user");
 }
