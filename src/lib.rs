@@ -183,7 +183,9 @@ pub fn changed_flags(records: &[Value], key: &str) -> Vec<bool> {
 }
 
 /// A snapshot of a tree: every path with its type, mode, owner, size and
-/// mtime, to show that a run touched nothing.
+/// mtime, to show that a run touched nothing. Directories' mtimes are left
+/// out: taking shadow's lock files (`/etc/passwd.lock`...) changes them
+/// although nothing was written.
 pub fn snapshot(dir: &Path) -> Vec<String> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
@@ -195,15 +197,18 @@ pub fn snapshot(dir: &Path) -> Vec<String> {
         for e in entries.flatten() {
             let p = e.path();
             let m = std::fs::symlink_metadata(&p).expect("lstat");
+            let mtime = if m.is_dir() {
+                String::new()
+            } else {
+                format!(" {}.{}", m.mtime(), m.mtime_nsec())
+            };
             out.push(format!(
-                "{} {:o} {}:{} {} {}.{}",
+                "{} {:o} {}:{} {}{mtime}",
                 p.display(),
                 m.mode(),
                 m.uid(),
                 m.gid(),
                 m.len(),
-                m.mtime(),
-                m.mtime_nsec()
             ));
             if m.is_dir() {
                 stack.push(p);
@@ -212,4 +217,14 @@ pub fn snapshot(dir: &Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// Assert two snapshots are equal, showing only the lines that differ.
+pub fn assert_same_tree(before: &[String], after: &[String], what: &str) {
+    let gone: Vec<&String> = before.iter().filter(|l| !after.contains(l)).collect();
+    let new: Vec<&String> = after.iter().filter(|l| !before.contains(l)).collect();
+    assert!(
+        gone.is_empty() && new.is_empty(),
+        "{what}\n--- before ---\n{gone:#?}\n--- after ---\n{new:#?}"
+    );
 }

@@ -608,7 +608,7 @@ fn main_pid(app: &str) -> String {
 
 /// Claim 1: Each app runs as its own user and group (MainPID's uid and gid).
 #[test]
-fn claim01_each_app_runs_as_its_own_user_and_group() {
+fn e2e_claim01_each_app_runs_as_its_own_user_and_group() {
     let (_g, f) = deployed();
     let mut v = Verdict::default();
     let mut uids = BTreeSet::new();
@@ -666,7 +666,7 @@ fn claim01_each_app_runs_as_its_own_user_and_group() {
 /// Claim 2: The app on :80 binds it with only CAP_NET_BIND_SERVICE:
 /// CapEff = CapBnd = 0x400, NoNewPrivs 1, seccomp on.
 #[test]
-fn claim02_port_80_with_only_cap_net_bind_service() {
+fn e2e_claim02_port_80_with_only_cap_net_bind_service() {
     let (_g, f) = deployed();
     let mut v = Verdict::default();
     let a = f
@@ -736,7 +736,7 @@ fn claim02_port_80_with_only_cap_net_bind_service() {
 /// Claim 3: Each app writes its data dir and nothing else: its home, bin, /etc,
 /// /usr, /var are read-only to it.
 #[test]
-fn claim03_writes_only_its_data_dir() {
+fn e2e_claim03_writes_only_its_data_dir() {
     let (_g, f) = deployed();
     let mut v = Verdict::default();
     for a in &f.apps {
@@ -804,7 +804,7 @@ fn claim03_writes_only_its_data_dir() {
 
 /// Claim 4: An app cannot read another app's home, and better: cannot even see it.
 #[test]
-fn claim04_cannot_read_or_see_other_homes() {
+fn e2e_claim04_cannot_read_or_see_other_homes() {
     let (_g, f) = deployed();
     let mut v = Verdict::default();
     for a in &f.apps {
@@ -860,7 +860,7 @@ fn claim04_cannot_read_or_see_other_homes() {
 /// Claim 5: An app cannot escalate: setuid(0), setting a setuid bit, new user or
 /// mount namespaces are all refused.
 #[test]
-fn claim05_cannot_escalate() {
+fn e2e_claim05_cannot_escalate() {
     let (_g, f) = deployed();
     let mut v = Verdict::default();
     for a in &f.apps {
@@ -881,7 +881,7 @@ fn claim05_cannot_escalate() {
 
 /// Claim 6: An app's /tmp is private.
 #[test]
-fn claim06_private_tmp() {
+fn e2e_claim06_private_tmp() {
     let (_g, f) = deployed();
     let mut v = Verdict::default();
     let host_marker = "/tmp/e2e-host-marker";
@@ -930,7 +930,7 @@ fn claim06_private_tmp() {
 /// Claim 7: The backup user reads the backup snapshots of every app, and cannot
 /// read any live database, key or binary.
 #[test]
-fn claim07_backup_user_reads_snapshots_only() {
+fn e2e_claim07_backup_user_reads_snapshots_only() {
     let (_g, f) = deployed();
     let mut v = Verdict::default();
     // A fresh snapshot from each app with backups, through the running service.
@@ -1000,7 +1000,7 @@ const SSH: &str = "ssh -i /root/e2e/backup_key -o BatchMode=yes -o IdentitiesOnl
 /// Claim 8: The backup user's SSH key allows a read-only rsync pull of backups and
 /// nothing else.
 #[test]
-fn claim08_backup_key_pulls_read_only() {
+fn e2e_claim08_backup_key_pulls_read_only() {
     let (_g, f) = deployed();
     let mut v = Verdict::default();
     let keys = sh("cat /home/backup/.ssh/authorized_keys 2>&1 || getent passwd backup");
@@ -1151,7 +1151,7 @@ fn claim08_backup_key_pulls_read_only() {
 /// Claim 9: One Prometheus inside the container scrapes every app's metrics
 /// endpoint: all targets up (config from rip-scrape).
 #[test]
-fn claim09_prometheus_scrapes_every_app() {
+fn e2e_claim09_prometheus_scrapes_every_app() {
     let (_g, f) = deployed();
     let mut v = Verdict::default();
     let scrape = sh("cd /root/e2e && rip-scrape --root / --replace --scrape-interval 2s < 10-user.ndjson > 40-scrape.ndjson 2> 40-scrape.err; echo rc=$?; cat 40-scrape.err");
@@ -1232,7 +1232,7 @@ fn claim09_prometheus_scrapes_every_app() {
 /// links in its own tree; rip-perms run afterwards as root changes nothing
 /// outside the tree.
 #[test]
-fn claim10_rip_perms_ignores_planted_links() {
+fn e2e_claim10_rip_perms_ignores_planted_links() {
     let (_g, f) = deployed();
     let mut v = Verdict::default();
     let a = f
@@ -1337,7 +1337,7 @@ fn claim10_rip_perms_ignores_planted_links() {
 /// The suite's own plumbing: the rootfs is where `sandbox env` says, and
 /// its systemd is 252.
 #[test]
-fn harness_boots_systemd_252() {
+fn e2e_harness_boots_systemd_252() {
     let (_g, f) = fleet();
     let version = sh_ok("systemctl --version | head -n1");
     measured(
@@ -1365,7 +1365,7 @@ fn harness_boots_systemd_252() {
 /// with no capability and a private network, and tell the app port from the
 /// metrics port by getsockname().
 #[test]
-fn strict_profile_socket_activation() {
+fn e2e_strict_profile_socket_activation() {
     let (_g, f) = deployed();
     let mut v = Verdict::default();
     let extra = [
@@ -1487,7 +1487,7 @@ fn strict_profile_socket_activation() {
 /// its unit (no hardening) must see what the claims say the unit hides, so
 /// the claims above cannot pass merely because the probe is broken.
 #[test]
-fn control_same_probe_without_the_unit_sees_more() {
+fn e2e_control_same_probe_without_the_unit_sees_more() {
     let (_g, f) = deployed();
     let mut v = Verdict::default();
     let a = &f.apps[0];

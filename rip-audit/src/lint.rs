@@ -181,6 +181,34 @@ fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a String>) -> Opti
         .map(|(_, c)| c)
 }
 
+/// The fix line for an unknown directive, memoised (typos repeat).
+fn unknown_directive_fix(
+    known: &BTreeMap<String, BTreeSet<String>>,
+    section: &str,
+    key: &str,
+) -> String {
+    static MEMO: OnceLock<std::sync::Mutex<BTreeMap<(String, String), String>>> = OnceLock::new();
+    let memo = MEMO.get_or_init(Default::default);
+    let k = (section.to_owned(), key.to_owned());
+    if let Some(v) = memo.lock().ok().and_then(|m| m.get(&k).cloned()) {
+        return v;
+    }
+    let other = known
+        .iter()
+        .find(|(sec, keys)| *sec != section && keys.contains(key))
+        .map(|(sec, _)| sec.clone());
+    let keys = known.get(section);
+    let fix = match (&other, keys.and_then(|ks| closest(key, ks.iter()))) {
+        (Some(sec), _) => format!("move {key}= to the [{sec}] section"),
+        (None, Some(c)) => format!("did you mean {c}=?"),
+        (None, None) => format!("remove {key}=, systemd 252 does not know it"),
+    };
+    if let Ok(mut m) = memo.lock() {
+        m.insert(k, fix.clone());
+    }
+    fix
+}
+
 /// Whether systemd 252 applies NoNewPrivileges implicitly
 /// (`context_has_no_new_privileges`, for a process without CAP_SYS_ADMIN).
 pub fn implied_nnp(s: &Settings) -> bool {
@@ -341,15 +369,7 @@ pub fn lint(u: &AuditedUnit, cx: &Context<'_>) -> (Vec<Finding>, Vec<Override>) 
         if keys.contains(&a.key) || a.key.starts_with("X-") {
             continue;
         }
-        let other = known
-            .iter()
-            .find(|(sec, k)| **sec != a.section && k.contains(&a.key))
-            .map(|(sec, _)| sec.clone());
-        let fix = match (&other, closest(&a.key, keys.iter())) {
-            (Some(sec), _) => format!("move {}= to the [{sec}] section", a.key),
-            (None, Some(c)) => format!("did you mean {c}=?"),
-            (None, None) => format!("remove {}=, systemd 252 does not know it", a.key),
-        };
+        let fix = unknown_directive_fix(known, &a.section, &a.key);
         f.push(Finding::new(
             "UNIT_UNKNOWN_DIRECTIVE",
             Severity::High,
@@ -801,6 +821,37 @@ mod tests {
         assert_eq!(trailing_comment("\"a # b\""), None);
         assert_eq!(trailing_comment("a#b"), None);
         assert_eq!(trailing_comment("5s ; retry"), Some(3));
+    }
+
+    #[test]
+    fn limits_without_their_controller_are_not_enforceable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.service");
+        std::fs::write(
+            &p,
+            "[Service]\nUser=a\nExecStart=/bin/true\nMemoryMax=1G\nTasksMax=10\n",
+        )
+        .unwrap();
+        let root = Root::new(dir.path());
+        let u = crate::audit_unit_file(&root, &p).unwrap();
+        let (acc, users) = (Accounts::default(), BTreeMap::new());
+        let host = HostFeatures::known(false, &["pids"]);
+        let cx = Context {
+            root: &root,
+            accounts: &acc,
+            spec: None,
+            users: &users,
+            host: &host,
+        };
+
+        let (f, _) = lint(&u, &cx);
+
+        let hits: Vec<&Finding> = f
+            .iter()
+            .filter(|x| x.code == "UNIT_NOT_ENFORCEABLE")
+            .collect();
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert!(hits[0].message.starts_with("MemoryMax="));
     }
 
     #[test]

@@ -248,15 +248,15 @@ impl DropinIndex {
         if !name.ends_with(".service") {
             bail!("{file:?}: only .service units can be audited");
         }
-        let mut dirs: Vec<PathBuf> = vec![parent_dir(file)];
-        for d in &self.search {
-            if !dirs.contains(d) {
-                dirs.push(d.clone());
-            }
-        }
+        let parent = parent_dir(file);
+        let dirs = std::iter::once(&parent).chain(
+            self.search
+                .iter()
+                .filter(|d| d.as_os_str() != parent.as_os_str()),
+        );
         let subs = dropin_dir_names(&name);
         let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
-        for dir in &dirs {
+        for dir in dirs {
             let present = self.dirs.get(dir);
             for sub in &subs {
                 if present.is_some_and(|p| !p.contains(sub)) {

@@ -215,7 +215,17 @@ fn differential_1200_generated_units_match_systemd_analyze() {
     let dir = test_dir("differential");
     let units = dir.join("units");
     std::fs::create_dir_all(&units).unwrap();
-    let files = gen::write_units(&units, 0x5eed_2520, 1200);
+    // RIP_AUDIT_DIFF_SEED / RIP_AUDIT_DIFF_COUNT explore other corpora.
+    let seed = std::env::var("RIP_AUDIT_DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_2520);
+    let count = std::env::var("RIP_AUDIT_DIFF_COUNT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1200)
+        .max(1000);
+    let files = gen::write_units(&units, seed, count);
 
     let bad = differential(&dir, &files);
 

@@ -198,7 +198,7 @@ fn system_entry(out: &mut Partial, path: &[u8], st: Option<Stat>, euid: u32) {
         gid: st.map_or(0, |s| s.gid),
         mode: Mode(SYSTEM_DIR_MODE),
     };
-    out.entry(
+    out.add(
         Entry {
             path: ShownPath::new(path),
             kind: "dir",
@@ -259,7 +259,7 @@ pub fn fix_app(root: BorrowedFd<'_>, layout: &Layout, opts: &Opts) -> Partial {
     for (bytes, class, node) in missing {
         match node {
             Some(n) => walk::plan_created(&ctx, &mut out, &bytes, n),
-            None => out.entry(
+            None => out.add(
                 Entry {
                     path: ShownPath::new(&bytes),
                     kind: "dir",

@@ -133,17 +133,32 @@ impl Partial {
 
     /// Record an entry that needs a change; `applied` tells whether some
     /// of it was (or, in a dry run, would be) applied.
-    pub fn entry(&mut self, e: Entry, applied: bool) {
+    /// `e` is `None` past the cap (see [`Partial::wants_entry`]); `pending`
+    /// tells whether something was left undone for lack of privilege.
+    pub fn entry(&mut self, e: Option<Entry>, applied: bool, pending: bool) {
         self.listed += 1;
         if applied {
             self.counts.changed += 1;
         }
-        if !e.pending.is_empty() {
+        if pending {
             self.counts.pending += 1;
         }
-        if self.entries.len() < self.cap {
-            self.entries.push(e);
+        if let Some(e) = e {
+            if self.entries.len() < self.cap {
+                self.entries.push(e);
+            }
         }
+    }
+
+    /// Record an entry built in full (rare paths: created directories).
+    pub fn add(&mut self, e: Entry, applied: bool) {
+        let pending = !e.pending.is_empty();
+        self.entry(Some(e), applied, pending);
+    }
+
+    /// Whether one more entry would be listed.
+    pub fn wants_entry(&self) -> bool {
+        self.entries.len() < self.cap
     }
 
     /// Record a refused entry.
@@ -293,7 +308,7 @@ mod tests {
         let mut p = Partial::new(1);
         for name in ["/b", "/a"] {
             p.entry(
-                Entry {
+                Some(Entry {
                     path: ShownPath::new(name.as_bytes()),
                     kind: "file",
                     class: "data",
@@ -305,8 +320,9 @@ mod tests {
                         mode: Mode(0o600),
                     },
                     pending: vec![],
-                },
+                }),
                 true,
+                false,
             );
         }
         let head = ReportHead {

@@ -216,17 +216,19 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Bring one inode to `want` and the app's owner, through `fd` (an
-    /// `O_PATH` fd when `o_path`). Order: narrow the mode to what both the
-    /// old and the new mode allow, change the owner (which drops setuid,
-    /// setgid and file capabilities), then set the final mode.
+    /// Bring one inode to `want` and the app's owner, through `target`.
+    /// Order: narrow the mode to what both the old and the new mode allow,
+    /// change the owner (which drops setuid, setgid and file capabilities;
+    /// only the policy's bits are set back), then set the final mode.
+    // TODO(#8): POSIX ACLs (system.posix_acl_access) are left in place; the
+    // group bits we set act as their mask, but named entries are not removed.
     #[allow(clippy::too_many_arguments)]
     fn fix(
         &mut self,
         target: Target<'_>,
         st: &Stat,
         want: u32,
-        path: &[u8],
+        path: &dyn Fn() -> Vec<u8>,
         kind: &'static str,
         class: &'static str,
         created: bool,
@@ -245,8 +247,11 @@ impl<'a> Worker<'a> {
             }
         }
         let applied = created || pending.is_empty() || (st.perm() != want && pending.len() == 1);
-        let entry = Entry {
-            path: ShownPath::new(path),
+        // Build the listed entry only while under the cap (a fix pass over
+        // millions of files must not allocate a path for each).
+        let listed = self.out.wants_entry();
+        let entry = |pending: Vec<&'static str>| Entry {
+            path: ShownPath::new(&path()),
             kind,
             class,
             created,
@@ -258,8 +263,10 @@ impl<'a> Worker<'a> {
             },
             pending,
         };
+        let has_pending = !pending.is_empty();
+        let e = listed.then(|| entry(pending));
         if self.ctx.dry_run {
-            self.out.entry(entry, applied);
+            self.out.entry(e, applied, has_pending);
             return;
         }
         let res = (|| -> io::Result<()> {
@@ -280,10 +287,10 @@ impl<'a> Worker<'a> {
             Ok(())
         })();
         match res {
-            Ok(()) => self.out.entry(entry, applied),
-            Err(e) => self
+            Ok(()) => self.out.entry(e, applied, has_pending),
+            Err(err) => self
                 .out
-                .fail(path, format!("cannot set owner and mode: {e}")),
+                .fail(&path(), format!("cannot set owner and mode: {err}")),
         }
     }
 
@@ -382,7 +389,15 @@ impl<'a> Worker<'a> {
             } else {
                 Target::Dir(fd.as_fd())
             };
-            self.fix(target, &st, want, &path, "dir", class.as_str(), created);
+            self.fix(
+                target,
+                &st,
+                want,
+                &|| path.clone(),
+                "dir",
+                class.as_str(),
+                created,
+            );
         }
 
         let dir = Arc::new(fd);
@@ -413,7 +428,7 @@ impl<'a> Worker<'a> {
                 Target::Dir(dir.as_fd()),
                 &st,
                 want,
-                &path,
+                &|| path.clone(),
                 "dir",
                 class.as_str(),
                 created,
@@ -565,7 +580,7 @@ impl<'a> Worker<'a> {
             return false;
         }
         if self.ctx.dry_run {
-            self.fix(Target::Nothing, &st, want, &path(), "file", label, false);
+            self.fix(Target::Nothing, &st, want, &path, "file", label, false);
             return true;
         }
         if d.frozen && held.is_none() {
@@ -573,7 +588,7 @@ impl<'a> Worker<'a> {
                 Target::Name(d.fd.as_fd(), name),
                 &st,
                 want,
-                &path(),
+                &path,
                 "file",
                 label,
                 false,
@@ -625,7 +640,7 @@ impl<'a> Worker<'a> {
             Target::Path(fd.as_fd()),
             &now,
             want,
-            &path(),
+            &path,
             "file",
             label,
             false,
@@ -660,7 +675,7 @@ pub fn plan_created(ctx: &Ctx<'_>, out: &mut Partial, path: &[u8], node: usize) 
     } else {
         Vec::new()
     };
-    out.entry(
+    out.add(
         Entry {
             path: ShownPath::new(path),
             kind: "dir",

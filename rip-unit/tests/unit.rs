@@ -92,7 +92,14 @@ fn run(program: &str, args: &[&str], stdin: &[u8]) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    // A run that fails on its flags may exit before reading its input.
+    if let Err(e) = child.stdin.take().unwrap().write_all(stdin) {
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "writing stdin: {e}"
+        );
+    }
     let out = child.wait_with_output().unwrap();
     Run {
         cmd: format!("{program} {}", args.join(" ")),

@@ -22,6 +22,28 @@ const MANUAL: &str = "rip manual";
 /// meaningfully.
 pub const DATE: &str = "2026-12-03";
 
+/// Help texts use `code` spans (shown as is by `--help`); on the page they
+/// become bold. Request lines and lines with an odd number of backticks are
+/// left alone.
+pub fn bold_code_spans(roff: &str) -> String {
+    let mut out = String::with_capacity(roff.len());
+    for line in roff.lines() {
+        let ticks = line.matches('`').count();
+        if line.starts_with('.') || ticks == 0 || ticks % 2 == 1 {
+            out.push_str(line);
+        } else {
+            for (k, piece) in line.split('`').enumerate() {
+                if k > 0 {
+                    out.push_str(if k % 2 == 1 { "\\fB" } else { "\\fR" });
+                }
+                out.push_str(piece);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Set after the title: ragged right. Long paths and option names, above
 /// all in narrow table columns, stretch justified lines badly (and groff
 /// warns "cannot adjust line" for many of them).
@@ -213,6 +235,7 @@ pub fn tool_page(root: &Path, name: &'static str, cmd: Command) -> Result<String
         page.push_str(&sections.remove(i).roff);
     }
     page.push_str(&clap_part(&man, clap_mangen::Man::render_options_section)?);
+    let mut page = bold_code_spans(&page);
     if !sections.iter().any(|s| s.title == "SEE ALSO") {
         sections.push(default_see_also(name)?);
     }
@@ -369,6 +392,14 @@ mod tests {
     #[test]
     fn manual_without_sections_is_rejected() {
         assert!(from_manual("# title\ntext\n").is_err());
+    }
+
+    #[test]
+    fn code_spans_of_help_text_become_bold() {
+        assert_eq!(
+            bold_code_spans(".TP\nRun `promtool` on `x`\nodd ` tick\n"),
+            ".TP\nRun \\fBpromtool\\fR on \\fBx\\fR\nodd ` tick\n"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! - pipe tables (`| a | b |`, then `|---|---|`) become tbl(1) tables;
 //! - inline `` `code` `` and `**bold**` are bold, `*text*` is italic.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 /// One `# SECTION` of a Markdown source: its title and its body in roff.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +111,26 @@ enum Block {
     Definition,
 }
 
+/// Convert the prose gathered so far (the lines of one paragraph, item or
+/// definition, joined) and append it to `out` as one line. Inline markup
+/// may span the source lines, as in CommonMark.
+fn flush(out: &mut String, text: &mut String) -> Result<()> {
+    if !text.is_empty() {
+        out.push_str(&inline(text)?);
+        out.push('\n');
+        text.clear();
+    }
+    Ok(())
+}
+
+/// Add one source line to the prose gathered so far.
+fn gather(text: &mut String, line: &str) {
+    if !text.is_empty() {
+        text.push(' ');
+    }
+    text.push_str(line.trim());
+}
+
 /// Convert a whole Markdown source into its sections, in order.
 ///
 /// Text before the first `# ` heading is an error: every part of a page
@@ -119,13 +139,18 @@ pub fn to_sections(source: &str) -> Result<Vec<Section>> {
     let mut sections: Vec<Section> = Vec::new();
     let lines: Vec<&str> = source.lines().collect();
     let mut block = Block::None;
+    let mut text = String::new();
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
         let lineno = i + 1;
         let trimmed = line.trim_end();
+        let context = || format!("line {lineno}");
 
         if let Some(title) = trimmed.strip_prefix("# ") {
+            if let Some(last) = sections.last_mut() {
+                flush(&mut last.roff, &mut text).with_context(context)?;
+            }
             sections.push(Section {
                 title: title.trim().to_uppercase(),
                 roff: String::new(),
@@ -146,6 +171,7 @@ pub fn to_sections(source: &str) -> Result<Vec<Section>> {
         if trimmed.is_empty() {
             // A blank line ends paragraphs; list items and definitions go on
             // only with an indented continuation.
+            flush(out, &mut text).with_context(context)?;
             if block == Block::Paragraph {
                 block = Block::None;
             }
@@ -178,10 +204,22 @@ pub fn to_sections(source: &str) -> Result<Vec<Section>> {
             i = end;
             continue;
         }
+        let is_item =
+            trimmed.starts_with("- ") || trimmed.starts_with("* ") || numbered(trimmed).is_some();
+        let is_term = lines.get(i + 1).is_some_and(|next| next.starts_with(": "));
+        let continues = (line.starts_with("  ") && block != Block::None)
+            || trimmed.starts_with(": ")
+            || (block == Block::Paragraph && !is_item && !is_term);
+        if !continues || after_blank {
+            flush(out, &mut text).with_context(context)?;
+        }
+
         if let Some(title) = trimmed.strip_prefix("## ") {
+            flush(out, &mut text).with_context(context)?;
             out.push_str(&format!(".SS {}\n", inline(title.trim())?));
             block = Block::None;
         } else if trimmed.starts_with("```") {
+            flush(out, &mut text).with_context(context)?;
             let mut j = i + 1;
             out.push_str(".PP\n.RS 4\n.EX\n");
             while j < lines.len() && !lines[j].trim_end().starts_with("```") {
@@ -197,13 +235,14 @@ pub fn to_sections(source: &str) -> Result<Vec<Section>> {
             block = Block::None;
             i = j;
         } else if trimmed.starts_with('|') {
+            flush(out, &mut text).with_context(context)?;
             let mut j = i;
             let mut rows = Vec::new();
             while j < lines.len() && lines[j].trim_start().starts_with('|') {
                 rows.push(lines[j].trim());
                 j += 1;
             }
-            out.push_str(&table(&rows).map_err(|e| e.context(format!("line {lineno}")))?);
+            out.push_str(&table(&rows).with_context(context)?);
             block = Block::None;
             i = j;
             continue;
@@ -212,50 +251,47 @@ pub fn to_sections(source: &str) -> Result<Vec<Section>> {
             .or_else(|| trimmed.strip_prefix("* "))
         {
             out.push_str(".IP \\(bu 2\n");
-            out.push_str(&inline(item.trim())?);
-            out.push('\n');
+            gather(&mut text, item);
             block = Block::Bullet;
         } else if let Some((num, item)) = numbered(trimmed) {
             out.push_str(&format!(".IP {num}. 4\n"));
-            out.push_str(&inline(item.trim())?);
-            out.push('\n');
+            gather(&mut text, item);
             block = Block::Bullet;
         } else if let Some(def) = trimmed.strip_prefix(": ") {
             if block != Block::Definition {
                 bail!("line {lineno}: ': ' definition without a term line before it");
             }
-            out.push_str(&inline(def.trim())?);
-            out.push('\n');
+            gather(&mut text, def);
         } else if line.starts_with("  ") && block != Block::None {
             // Continuation of the current block. A continuation after a
             // blank line is a new paragraph inside the item.
-            if lines[i - 1].trim().is_empty() {
+            if after_blank {
                 out.push_str(if block == Block::Paragraph {
                     ".PP\n"
                 } else {
                     ".IP\n"
                 });
             }
-            out.push_str(&inline(trimmed.trim())?);
-            out.push('\n');
-        } else if lines.get(i + 1).is_some_and(|next| next.starts_with(": ")) {
+            gather(&mut text, trimmed);
+        } else if is_term {
             out.push_str(".TP\n");
-            out.push_str(&inline(trimmed.trim())?);
-            out.push('\n');
+            gather(&mut text, trimmed);
+            flush(out, &mut text).with_context(context)?;
             block = Block::Definition;
         } else if block == Block::Paragraph {
-            out.push_str(&inline(trimmed.trim())?);
-            out.push('\n');
+            gather(&mut text, trimmed);
         } else {
             if line.starts_with(' ') {
                 bail!("line {lineno}: indented text outside a list or definition");
             }
             out.push_str(".PP\n");
-            out.push_str(&inline(trimmed)?);
-            out.push('\n');
+            gather(&mut text, trimmed);
             block = Block::Paragraph;
         }
         i += 1;
+    }
+    if let Some(last) = sections.last_mut() {
+        flush(&mut last.roff, &mut text)?;
     }
     Ok(sections)
 }
@@ -354,7 +390,7 @@ mod tests {
 
         assert_eq!(
             roff,
-            ".PP\nSee \\fB\\-\\-dry\\-run\\fR and \\fIthe spec\\fR.\nSecond line.\n.PP\nNew \\fBpara\\fR.\n"
+            ".PP\nSee \\fB\\-\\-dry\\-run\\fR and \\fIthe spec\\fR. Second line.\n.PP\nNew \\fBpara\\fR.\n"
         );
     }
 
@@ -364,7 +400,7 @@ mod tests {
 
         assert_eq!(
             roff,
-            ".TP\n\\fBchanged\\fR\ntrue when a file\nwas rewritten.\n"
+            ".TP\n\\fBchanged\\fR\ntrue when a file was rewritten.\n"
         );
     }
 
@@ -399,7 +435,7 @@ mod tests {
     fn bullets() {
         let roff = one("# FILES\n- one\n  more\n- two\n");
 
-        assert_eq!(roff, ".IP \\(bu 2\none\nmore\n.IP \\(bu 2\ntwo\n");
+        assert_eq!(roff, ".IP \\(bu 2\none more\n.IP \\(bu 2\ntwo\n");
     }
 
     #[test]
@@ -410,6 +446,14 @@ mod tests {
     #[test]
     fn rejects_text_before_a_section() {
         assert!(to_sections("hello\n# A\n").is_err());
+    }
+
+    #[test]
+    fn code_span_may_cross_lines() {
+        assert_eq!(
+            one("# A\nopened with `openat(fd,\nname)` here\n"),
+            ".PP\nopened with \\fBopenat(fd, name)\\fR here\n"
+        );
     }
 
     #[test]

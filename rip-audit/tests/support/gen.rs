@@ -537,7 +537,23 @@ pub fn write_units(dir: &std::path::Path, seed: u64, count: usize) -> Vec<std::p
             1 => "nobody.service".to_owned(),
             _ => format!("rf{i}.service"),
         };
-        let u = unit(&mut r);
+        let mut u = unit(&mut r);
+        // A few fixed edge cases first: DynamicUser deriving root/nobody,
+        // implied device lists, custom BPF filters.
+        let fixed: &[&str] = match i {
+            0 | 1 => &["DynamicUser=yes"],
+            2 => &["PrivateDevices=yes", "ProtectClock=yes"],
+            3 => &["RootImage=/srv/img.raw", "DevicePolicy=closed"],
+            4 => &["IPIngressFilterPath=/sys/fs/bpf/in", "IPAddressDeny=any"],
+            5 => &["DynamicUser=yes", "User=root"],
+            6 => &[
+                "LoadCredentialEncrypted=x:/etc/x.cred",
+                "DevicePolicy=strict",
+            ],
+            _ => &[],
+        };
+        u.service_lines
+            .extend(fixed.iter().map(|l| (*l).to_owned()));
         let path = dir.join(&name);
         std::fs::write(&path, u.text()).unwrap();
         if let Some(d) = u.dropin() {
