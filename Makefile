@@ -20,6 +20,7 @@ e2e:
 	bash scripts/deps e2e
 	$(CARGO) build --workspace --bins
 	bash tests/e2e/run
+	bash rip-user/tests/e2e.sh $(or $(CARGO_TARGET_DIR),target)/debug/rip-user
 
 lint:
 	$(CARGO) fmt --all --check
