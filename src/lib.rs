@@ -11,7 +11,13 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 /// The five tools, in pipeline order.
-pub const TOOLS: [&str; 5] = ["rip-user", "rip-perms", "rip-unit", "rip-scrape", "rip-audit"];
+pub const TOOLS: [&str; 5] = [
+    "rip-user",
+    "rip-perms",
+    "rip-unit",
+    "rip-scrape",
+    "rip-audit",
+];
 
 /// The directory holding the workspace's binaries: the parent of the test
 /// executable's `deps/` directory.
@@ -110,7 +116,12 @@ impl Run {
 
     /// Assert the exit code, showing the whole run otherwise.
     pub fn expect_code(self, code: i32) -> Self {
-        assert_eq!(self.code(), code, "unexpected exit code\n{}", self.describe());
+        assert_eq!(
+            self.code(),
+            code,
+            "unexpected exit code\n{}",
+            self.describe()
+        );
         self
     }
 
@@ -130,7 +141,10 @@ impl Run {
 /// Run `program args...` with `stdin` piped in.
 pub fn run<S: AsRef<OsStr>>(program: &Path, args: &[S], stdin: &[u8]) -> Run {
     let cmdline = std::iter::once(program.display().to_string())
-        .chain(args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()))
+        .chain(
+            args.iter()
+                .map(|a| a.as_ref().to_string_lossy().into_owned()),
+        )
         .collect::<Vec<_>>()
         .join(" ");
     let mut child = Command::new(program)
@@ -153,21 +167,6 @@ pub fn run<S: AsRef<OsStr>>(program: &Path, args: &[S], stdin: &[u8]) -> Run {
 /// Run one rip tool.
 pub fn tool<S: AsRef<OsStr>>(name: &str, args: &[S], stdin: &[u8]) -> Run {
     run(&bin(name), args, stdin)
-}
-
-/// Replace every occurrence of the temp root in a JSON value by `[ROOT]`.
-pub fn redact(value: &mut Value, root: &Path) {
-    let needle = root.display().to_string();
-    match value {
-        Value::String(s) => {
-            if s.contains(&needle) {
-                *s = s.replace(&needle, "[ROOT]");
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| redact(v, root)),
-        Value::Object(map) => map.values_mut().for_each(|v| redact(v, root)),
-        _ => {}
-    }
 }
 
 /// Every `changed` flag of a tool's result key across all records.

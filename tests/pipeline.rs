@@ -28,8 +28,7 @@ fn app_names() -> Vec<String> {
 fn install_fake_binaries(root: &Path) {
     // systemd-analyze --root= looks for the default targets under the root.
     std::fs::create_dir_all(root.join("usr/lib/systemd")).unwrap();
-    std::os::unix::fs::symlink("/lib/systemd/system", root.join("usr/lib/systemd/system"))
-        .unwrap();
+    std::os::unix::fs::symlink("/lib/systemd/system", root.join("usr/lib/systemd/system")).unwrap();
     for name in app_names() {
         let bin = root.join(format!("home/{name}/bin/{name}"));
         std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
@@ -51,12 +50,7 @@ fn backup_key(dir: &TestDir) -> String {
 /// Run the whole pipeline once and return each stage's records.
 fn pipeline(root: &Path, key: &str, input: &[u8]) -> [Vec<Value>; 5] {
     let r = root.display().to_string();
-    let user = tool(
-        "rip-user",
-        &["--root", &r, "--backup-key", key],
-        input,
-    )
-    .expect_code(0);
+    let user = tool("rip-user", &["--root", &r, "--backup-key", key], input).expect_code(0);
     let perms = tool("rip-perms", &["--root", &r], &user.output.stdout).expect_code(0);
     let unit = tool("rip-unit", &["--root", &r], &perms.output.stdout).expect_code(0);
     let scrape = tool("rip-scrape", &["--root", &r], &unit.output.stdout).expect_code(0);
@@ -104,7 +98,13 @@ fn demo_fleet_pipeline_end_to_end() {
         assert_eq!(stage.len(), 3);
     }
     let last = &audit[0];
-    for key in ["rip_user", "rip_perms", "rip_unit", "rip_scrape", "rip_audit"] {
+    for key in [
+        "rip_user",
+        "rip_perms",
+        "rip_unit",
+        "rip_scrape",
+        "rip_audit",
+    ] {
         assert!(last.get(key).is_some(), "{key} missing from {last}");
     }
     assert_eq!(last["description"], "Shop front, binds :80");
@@ -114,8 +114,16 @@ fn demo_fleet_pipeline_end_to_end() {
     let passwd = passwd_lines(&root, "passwd");
     let group = passwd_lines(&root, "group");
     for name in app_names() {
-        assert_eq!(passwd.iter().filter(|l| l[0] == name).count(), 1, "user {name}");
-        assert_eq!(group.iter().filter(|l| l[0] == name).count(), 1, "group {name}");
+        assert_eq!(
+            passwd.iter().filter(|l| l[0] == name).count(),
+            1,
+            "user {name}"
+        );
+        assert_eq!(
+            group.iter().filter(|l| l[0] == name).count(),
+            1,
+            "group {name}"
+        );
         let u = passwd.iter().find(|l| l[0] == name).unwrap();
         assert_eq!(u[5], format!("/home/{name}"));
     }
@@ -133,16 +141,31 @@ fn demo_fleet_pipeline_end_to_end() {
     let shadow = passwd_lines(&root, "shadow");
     for name in app_names() {
         let s = shadow.iter().find(|l| l[0] == name).unwrap();
-        assert!(s[1].starts_with('!') || s[1].starts_with('*'), "{name} not locked: {s:?}");
+        assert!(
+            s[1].starts_with('!') || s[1].starts_with('*'),
+            "{name} not locked: {s:?}"
+        );
     }
 
     // Owners and modes as the layout policy says.
-    let uid = |n: &str| -> u32 { passwd.iter().find(|l| l[0] == n).unwrap()[2].parse().unwrap() };
+    let uid = |n: &str| -> u32 {
+        passwd.iter().find(|l| l[0] == n).unwrap()[2]
+            .parse()
+            .unwrap()
+    };
     for (name, home_mode) in [("app1", 0o710), ("app2", 0o710), ("app3", 0o700)] {
         let home = root.join("home").join(name);
         assert_eq!(mode_of(&home), home_mode, "{home:?}");
-        assert_eq!(mode_of(&home.join("data")) & 0o007, 0, "data of {name} open to others");
-        assert_eq!(mode_of(&home.join(format!("bin/{name}"))) & 0o022, 0, "binary of {name} writable");
+        assert_eq!(
+            mode_of(&home.join("data")) & 0o007,
+            0,
+            "data of {name} open to others"
+        );
+        assert_eq!(
+            mode_of(&home.join(format!("bin/{name}"))) & 0o022,
+            0,
+            "binary of {name} writable"
+        );
         if nix::unistd::geteuid().is_root() {
             let meta = std::fs::metadata(&home).unwrap();
             assert_eq!(meta.uid(), uid(name), "owner of {home:?}");
@@ -243,7 +266,10 @@ fn dry_run_changes_nothing() {
         assert!(run.code() == 0 || run.code() == 2, "{}", run.describe());
         if run.code() == 0 {
             input = run.output.stdout.clone();
-            assert!(run.records().iter().all(|r| r[name.replace('-', "_")]["dry_run"] == true));
+            assert!(run
+                .records()
+                .iter()
+                .all(|r| r[name.replace('-', "_")]["dry_run"] == true));
         }
     }
 
@@ -279,7 +305,11 @@ fn bad_records_are_rejected_before_anything_is_written() {
             let run = tool(name, &["--root", &r], input.as_bytes()).expect_code(2);
             let err = run.stderr();
             assert!(err.starts_with(&format!("{name}: ")), "{}", run.describe());
-            assert!(err.contains(field) && err.contains("record"), "{}", run.describe());
+            assert!(
+                err.contains(field) && err.contains("record"),
+                "{}",
+                run.describe()
+            );
             assert!(run.stdout().is_empty(), "{}", run.describe());
         }
     }
@@ -300,5 +330,8 @@ fn unknown_keys_pass_through_every_tool() {
 
     let [_, _, _, _, audit] = pipeline(&root, &key, input);
 
-    assert_eq!(audit[0]["x-owner"], serde_json::json!({"team":"ops","ids":[1,2]}));
+    assert_eq!(
+        audit[0]["x-owner"],
+        serde_json::json!({"team":"ops","ids":[1,2]})
+    );
 }

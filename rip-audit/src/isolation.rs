@@ -372,7 +372,16 @@ pub fn audit_app(
     {
         count += 1;
         if count > 200_000 {
-            // TODO(#9): report a truncated walk instead of stopping quietly.
+            f.push(Finding::new(
+                "PERMS_WALK_TRUNCATED",
+                Severity::Medium,
+                format!(
+                    "{} has more than 200000 entries: the rest was not checked",
+                    spec.home.display()
+                ),
+                json!({"path": spec.home, "checked": count - 1}),
+                "audit the remaining files with find(1), or split the data out of the home",
+            ));
             break;
         }
         let host_path = entry.path().to_path_buf();
