@@ -30,8 +30,9 @@ demo-clean:
 	rm -rf target/demo-root target/demo
 
 # --- docs (xtask) ---
-# Man pages and completions are generated from the clap definitions and
-# man/src/*.md, and committed; `make docs` regenerates both after a CLI change.
+# Man pages and completions are generated from the clap definitions, each
+# tool's MANUAL.md and man/src/rip.7.md, and committed; `make docs` regenerates
+# them after any change there (cargo test fails while they are stale).
 # `make install` copies the release binaries (build them first with
 # `cargo build --release --workspace --bins`), the man pages and the bash, zsh
 # and fish completions under $(DESTDIR)$(PREFIX). BUILD_DIR says where the

@@ -262,7 +262,11 @@ impl<W: Write> Emitter<'_, W> {
         label: &str,
         res: AuditResult,
     ) -> anyhow::Result<()> {
-        self.all_ok &= res.ok;
+        self.all_ok &= if self.args.format == cli::Format::Scores {
+            verdict(self.args, res.unit.as_ref(), &[])
+        } else {
+            res.ok
+        };
         match self.args.format {
             cli::Format::Json => match record {
                 Some(r) => rip_core::write_record(&mut self.out, r, KEY, &res)?,
@@ -273,6 +277,11 @@ impl<W: Write> Emitter<'_, W> {
                 }
             },
             cli::Format::Text => self.summaries.push(text::Summary::of(label, &res)),
+            cli::Format::Scores => {
+                let mut line = Vec::with_capacity(1024);
+                score_line(&mut line, record.map(|_| label), res.unit.as_ref())?;
+                self.out.write_all(&line)?;
+            }
         }
         Ok(())
     }
@@ -288,6 +297,104 @@ impl<W: Write> Emitter<'_, W> {
             Exit::Negative
         })
     }
+}
+
+/// Append one `--format scores` line: `{"app":...,` (spec mode only), then
+/// unit, path, loaded, score, exposure, label and the failing checks.
+fn score_line(buf: &mut Vec<u8>, app: Option<&str>, u: Option<&UnitReport>) -> anyhow::Result<()> {
+    buf.push(b'{');
+    if let Some(app) = app {
+        buf.extend_from_slice(b"\"app\":");
+        serde_json::to_writer(&mut *buf, app)?;
+        buf.push(b',');
+    }
+    let Some(u) = u else {
+        buf.extend_from_slice(
+            b"\"unit\":null,\"path\":null,\"loaded\":false,\"score\":null,\
+              \"exposure\":null,\"label\":null,\"failing\":[]}\n",
+        );
+        return Ok(());
+    };
+    buf.extend_from_slice(b"\"unit\":");
+    serde_json::to_writer(&mut *buf, &u.name)?;
+    buf.extend_from_slice(b",\"path\":");
+    serde_json::to_writer(&mut *buf, &u.path)?;
+    buf.extend_from_slice(if u.loaded {
+        b",\"loaded\":true"
+    } else {
+        b",\"loaded\":false"
+    });
+    match (u.score, u.label) {
+        (Some(sc), Some(label)) => {
+            // `exposure` is score / 10 with one decimal, as serde prints it.
+            write!(
+                buf,
+                ",\"score\":{sc},\"exposure\":{}.{},\"label\":\"{label}\"",
+                sc / 10,
+                sc % 10
+            )?;
+        }
+        _ => buf.extend_from_slice(b",\"score\":null,\"exposure\":null,\"label\":null"),
+    }
+    buf.extend_from_slice(b",\"failing\":[");
+    let mut first = true;
+    for row in u.checks.iter().filter(|r| r.badness.is_some_and(|b| b > 0)) {
+        if !first {
+            buf.push(b',');
+        }
+        first = false;
+        // json_field values are plain ASCII (letters, digits, `_`, `)`).
+        buf.push(b'"');
+        buf.extend_from_slice(row.json_field.as_bytes());
+        buf.push(b'"');
+    }
+    buf.extend_from_slice(b"]}\n");
+    Ok(())
+}
+
+/// `--unit ... --format scores`: the lean path. Only the score, in
+/// parallel over the files, each thread writing its lines into one buffer.
+fn run_scores(args: &cli::Cli, root: &Root, mut out: impl Write) -> anyhow::Result<Exit> {
+    let idx = unitfile::DropinIndex::new(root, &args.units);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let chunk = args.units.len().div_ceil(threads).max(1);
+    let parts = std::thread::scope(|sc| -> anyhow::Result<Vec<(Vec<u8>, bool)>> {
+        let handles: Vec<_> = args
+            .units
+            .chunks(chunk)
+            .map(|part| {
+                let idx = &idx;
+                sc.spawn(move || -> anyhow::Result<(Vec<u8>, bool)> {
+                    let mut buf = Vec::with_capacity(part.len() * 1024);
+                    let mut ok = true;
+                    for p in part {
+                        let u = audit_indexed(root, idx, p)
+                            .with_context(|| format!("cannot audit {p:?}"))?;
+                        ok &= verdict(args, Some(&u.report), &[]);
+                        score_line(&mut buf, None, Some(&u.report))?;
+                    }
+                    Ok((buf, ok))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("an audit thread panicked"))?
+            })
+            .collect()
+    })?;
+    let mut all_ok = true;
+    for (buf, ok) in parts {
+        all_ok &= ok;
+        out.write_all(&buf)?;
+    }
+    out.flush()?;
+    Ok(if all_ok { Exit::Ok } else { Exit::Negative })
 }
 
 /// Audit unit files given with --unit (no specs): score and lint.
@@ -409,6 +516,9 @@ pub fn run(args: &cli::Cli, stdin: impl Read, stdout: impl Write) -> anyhow::Res
     let root = args.system.root();
     let out = std::io::BufWriter::with_capacity(1 << 16, stdout);
     if !args.units.is_empty() {
+        if args.format == cli::Format::Scores {
+            return run_scores(args, &root, out);
+        }
         return run_units(args, &root, out);
     }
     let records = args.input.records(stdin)?;

@@ -55,11 +55,33 @@ pub const CAPS: &[&str] = &[
     "CAP_CHECKPOINT_RESTORE",
 ];
 
+/// The mask bit of a capability name spelled exactly as in [`CAPS`] (0 for
+/// any other name), usable in constants.
+pub const fn cap_mask(name: &str) -> u64 {
+    let mut i = 0;
+    while i < CAPS.len() {
+        let (a, b) = (CAPS[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return 1u64 << i;
+            }
+        }
+        i += 1;
+    }
+    0
+}
+
 /// Bit number of a capability name (case-insensitive, as systemd), or of a
 /// number 0-63.
 pub fn cap_from_name(name: &str) -> Option<u32> {
-    if let Ok(n) = name.parse::<i64>() {
-        return (0..64).contains(&n).then_some(n as u32);
+    if name.as_bytes().first().is_some_and(|b| !b.is_ascii_alphabetic()) {
+        if let Ok(n) = name.parse::<i64>() {
+            return (0..64).contains(&n).then_some(n as u32);
+        }
     }
     CAPS.iter()
         .position(|c| c.eq_ignore_ascii_case(name))
@@ -1272,18 +1294,17 @@ impl Settings {
     /// `unit_patch_contexts`: settings implied by others.
     fn patch(&mut self) {
         self.cap_bounding_declared = self.cap_bounding;
-        let bit = |name: &str| cap_from_name(name).map(|b| 1u64 << b).unwrap_or(0);
         if self.flag("PrivateDevices") {
-            self.cap_bounding &= !(bit("CAP_MKNOD") | bit("CAP_SYS_RAWIO"));
+            self.cap_bounding &= !(const { cap_mask("CAP_MKNOD") } | const { cap_mask("CAP_SYS_RAWIO") });
         }
         if self.flag("ProtectKernelModules") {
-            self.cap_bounding &= !bit("CAP_SYS_MODULE");
+            self.cap_bounding &= !const { cap_mask("CAP_SYS_MODULE") };
         }
         if self.flag("ProtectKernelLogs") {
-            self.cap_bounding &= !bit("CAP_SYSLOG");
+            self.cap_bounding &= !const { cap_mask("CAP_SYSLOG") };
         }
         if self.flag("ProtectClock") {
-            self.cap_bounding &= !(bit("CAP_SYS_TIME") | bit("CAP_WAKE_ALARM"));
+            self.cap_bounding &= !(const { cap_mask("CAP_SYS_TIME") } | const { cap_mask("CAP_WAKE_ALARM") });
         }
         if self.dynamic_user {
             if self.user.is_none() {

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::model::{cap_from_name, ProtectHome, ProtectSystem, Settings, NAMESPACES};
+use crate::model::{cap_mask, ProtectHome, ProtectSystem, Settings, NAMESPACES};
 use crate::syscalls;
 
 /// How a check is assessed.
@@ -19,7 +19,8 @@ enum Rule {
     ProtectHome,
     ProtectSystem,
     RootDirectory,
-    Caps(&'static [&'static str]),
+    /// Badness 1 iff the bounding set keeps any of these bits.
+    Caps(u64),
     Umask,
     KeyringMode,
     ProtectProc,
@@ -85,6 +86,17 @@ const fn dd(check: Check) -> Check {
 }
 
 use Rule::*;
+
+/// The mask of capability names, computed at compile time.
+const fn caps(names: &[&str]) -> u64 {
+    let mut mask = 0u64;
+    let mut i = 0;
+    while i < names.len() {
+        mask |= cap_mask(names[i]);
+        i += 1;
+    }
+    mask
+}
 
 /// The checks in systemd's table order.
 pub const CHECKS: &[Check] = &[
@@ -208,187 +220,187 @@ pub const CHECKS: &[Check] = &[
         "CapabilityBoundingSet_CAP_SYS_ADMIN",
         1500,
         1,
-        Caps(&["CAP_SYS_ADMIN"]),
+        Caps(caps(&["CAP_SYS_ADMIN"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_SET(UID|GID|PCAP)",
         "CapabilityBoundingSet_CAP_SET_UID_GID_PCAP",
         1500,
         1,
-        Caps(&["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"]),
+        Caps(caps(&["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_SYS_PTRACE",
         "CapabilityBoundingSet_CAP_SYS_PTRACE",
         1500,
         1,
-        Caps(&["CAP_SYS_PTRACE"]),
+        Caps(caps(&["CAP_SYS_PTRACE"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_SYS_TIME",
         "CapabilityBoundingSet_CAP_SYS_TIME",
         1000,
         1,
-        Caps(&["CAP_SYS_TIME"]),
+        Caps(caps(&["CAP_SYS_TIME"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_NET_ADMIN",
         "CapabilityBoundingSet_CAP_NET_ADMIN",
         1000,
         1,
-        Caps(&["CAP_NET_ADMIN"]),
+        Caps(caps(&["CAP_NET_ADMIN"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_SYS_RAWIO",
         "CapabilityBoundingSet_CAP_SYS_RAWIO",
         1000,
         1,
-        Caps(&["CAP_SYS_RAWIO"]),
+        Caps(caps(&["CAP_SYS_RAWIO"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_SYS_MODULE",
         "CapabilityBoundingSet_CAP_SYS_MODULE",
         1000,
         1,
-        Caps(&["CAP_SYS_MODULE"]),
+        Caps(caps(&["CAP_SYS_MODULE"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_AUDIT_*",
         "CapabilityBoundingSet_CAP_AUDIT",
         500,
         1,
-        Caps(&["CAP_AUDIT_CONTROL", "CAP_AUDIT_READ", "CAP_AUDIT_WRITE"]),
+        Caps(caps(&["CAP_AUDIT_CONTROL", "CAP_AUDIT_READ", "CAP_AUDIT_WRITE"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_SYSLOG",
         "CapabilityBoundingSet_CAP_SYSLOG",
         500,
         1,
-        Caps(&["CAP_SYSLOG"]),
+        Caps(caps(&["CAP_SYSLOG"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_SYS_(NICE|RESOURCE)",
         "CapabilityBoundingSet_CAP_SYS_NICE_RESOURCE",
         500,
         1,
-        Caps(&["CAP_SYS_NICE", "CAP_SYS_RESOURCE"]),
+        Caps(caps(&["CAP_SYS_NICE", "CAP_SYS_RESOURCE"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_MKNOD",
         "CapabilityBoundingSet_CAP_MKNOD",
         500,
         1,
-        Caps(&["CAP_MKNOD"]),
+        Caps(caps(&["CAP_MKNOD"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_(CHOWN|FSETID|SETFCAP)",
         "CapabilityBoundingSet_CAP_CHOWN_FSETID_SETFCAP",
         1000,
         1,
-        Caps(&["CAP_CHOWN", "CAP_FSETID", "CAP_SETFCAP"]),
+        Caps(caps(&["CAP_CHOWN", "CAP_FSETID", "CAP_SETFCAP"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_(DAC_*|FOWNER|IPC_OWNER)",
         "CapabilityBoundingSet_CAP_DAC_FOWNER_IPC_OWNER",
         1000,
         1,
-        Caps(&[
+        Caps(caps(&[
             "CAP_DAC_OVERRIDE",
             "CAP_DAC_READ_SEARCH",
             "CAP_FOWNER",
             "CAP_IPC_OWNER",
-        ]),
+        ])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_KILL",
         "CapabilityBoundingSet_CAP_KILL",
         500,
         1,
-        Caps(&["CAP_KILL"]),
+        Caps(caps(&["CAP_KILL"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_NET_(BIND_SERVICE|BROADCAST|RAW)",
         "CapabilityBoundingSet_CAP_NET_BIND_SERVICE_BROADCAST_RAW)",
         500,
         1,
-        Caps(&["CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_RAW"]),
+        Caps(caps(&["CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_RAW"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_SYS_BOOT",
         "CapabilityBoundingSet_CAP_SYS_BOOT",
         100,
         1,
-        Caps(&["CAP_SYS_BOOT"]),
+        Caps(caps(&["CAP_SYS_BOOT"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_MAC_*",
         "CapabilityBoundingSet_CAP_MAC",
         100,
         1,
-        Caps(&["CAP_MAC_ADMIN", "CAP_MAC_OVERRIDE"]),
+        Caps(caps(&["CAP_MAC_ADMIN", "CAP_MAC_OVERRIDE"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_LINUX_IMMUTABLE",
         "CapabilityBoundingSet_CAP_LINUX_IMMUTABLE",
         75,
         1,
-        Caps(&["CAP_LINUX_IMMUTABLE"]),
+        Caps(caps(&["CAP_LINUX_IMMUTABLE"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_IPC_LOCK",
         "CapabilityBoundingSet_CAP_IPC_LOCK",
         50,
         1,
-        Caps(&["CAP_IPC_LOCK"]),
+        Caps(caps(&["CAP_IPC_LOCK"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_SYS_CHROOT",
         "CapabilityBoundingSet_CAP_SYS_CHROOT",
         50,
         1,
-        Caps(&["CAP_SYS_CHROOT"]),
+        Caps(caps(&["CAP_SYS_CHROOT"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_BLOCK_SUSPEND",
         "CapabilityBoundingSet_CAP_BLOCK_SUSPEND",
         25,
         1,
-        Caps(&["CAP_BLOCK_SUSPEND"]),
+        Caps(caps(&["CAP_BLOCK_SUSPEND"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_WAKE_ALARM",
         "CapabilityBoundingSet_CAP_WAKE_ALARM",
         25,
         1,
-        Caps(&["CAP_WAKE_ALARM"]),
+        Caps(caps(&["CAP_WAKE_ALARM"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_LEASE",
         "CapabilityBoundingSet_CAP_LEASE",
         25,
         1,
-        Caps(&["CAP_LEASE"]),
+        Caps(caps(&["CAP_LEASE"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_SYS_TTY_CONFIG",
         "CapabilityBoundingSet_CAP_SYS_TTY_CONFIG",
         25,
         1,
-        Caps(&["CAP_SYS_TTY_CONFIG"]),
+        Caps(caps(&["CAP_SYS_TTY_CONFIG"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_SYS_PACCT",
         "CapabilityBoundingSet_CAP_SYS_PACCT",
         25,
         1,
-        Caps(&["CAP_SYS_PACCT"]),
+        Caps(caps(&["CAP_SYS_PACCT"])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_BPF",
         "CapabilityBoundingSet_CAP_BPF",
         25,
         1,
-        Caps(&["CAP_BPF"]),
+        Caps(caps(&["CAP_BPF"])),
     ),
     c("UMask=", "UMask", 100, 10, Umask),
     c("KeyringMode=", "KeyringMode", 1000, 1, KeyringMode),
@@ -669,13 +681,7 @@ fn badness(check: &Check, s: &Settings) -> Option<u64> {
             let root = |p: &Option<String>| p.as_deref().map_or(true, |p| p.is_empty() || p == "/");
             b(root(&s.root_directory) && root(&s.root_image))
         }
-        Caps(names) => {
-            let mask = names
-                .iter()
-                .filter_map(|n| cap_from_name(n))
-                .fold(0u64, |m, bit| m | (1u64 << bit));
-            b(s.cap_bounding & mask != 0)
-        }
+        Caps(mask) => b(s.cap_bounding & mask != 0),
         Umask => {
             let m = s.umask;
             if m & 0o002 == 0 {
@@ -872,6 +878,16 @@ mod tests {
     fn eighty_one_checks_with_systemds_total_weight() {
         assert_eq!(CHECKS.len(), 81);
         assert_eq!(CHECKS.iter().map(|c| c.weight).sum::<u64>(), 56460);
+    }
+
+    #[test]
+    fn capability_rows_name_real_capabilities() {
+        for check in CHECKS {
+            if let Caps(mask) = check.rule {
+                let names = check.id.matches("CAP_").count().max(1) as u32;
+                assert!(mask.count_ones() >= names, "{}", check.id);
+            }
+        }
     }
 
     #[test]

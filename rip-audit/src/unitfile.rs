@@ -3,7 +3,8 @@
 //! drop-ins (`<unit>.d/*.conf`, `service.d/`, dash prefixes) found next to
 //! the file and on the unit search path under `--root`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -201,7 +202,7 @@ fn dropin_dir_names(name: &str) -> Vec<String> {
 /// per run so that auditing many units does not probe every path.
 #[derive(Debug, Default)]
 pub struct DropinIndex {
-    dirs: BTreeMap<PathBuf, std::collections::BTreeSet<String>>,
+    dirs: HashMap<PathBuf, HashSet<String>>,
     search: Vec<PathBuf>,
 }
 
@@ -225,7 +226,7 @@ impl DropinIndex {
         if self.dirs.contains_key(&dir) {
             return;
         }
-        let mut names = std::collections::BTreeSet::new();
+        let mut names = HashSet::new();
         if let Ok(rd) = fs::read_dir(&dir) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
@@ -249,15 +250,15 @@ impl DropinIndex {
             bail!("{file:?}: only .service units can be audited");
         }
         let parent = parent_dir(file);
-        let dirs = std::iter::once(&parent).chain(
-            self.search
-                .iter()
-                .filter(|d| d.as_os_str() != parent.as_os_str()),
-        );
         let subs = dropin_dir_names(&name);
         let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
-        for dir in dirs {
-            let present = self.dirs.get(dir);
+        let dirs = std::iter::once((&parent, self.dirs.get(&parent))).chain(
+            self.search
+                .iter()
+                .filter(|d| d.as_os_str() != parent.as_os_str())
+                .map(|d| (d, self.dirs.get(d))),
+        );
+        for (dir, present) in dirs {
             for sub in &subs {
                 if present.is_some_and(|p| !p.contains(sub)) {
                     continue;
@@ -270,7 +271,14 @@ impl DropinIndex {
                         continue;
                     }
                     let p = e.path();
-                    if !p.is_file() {
+                    // The entry's type comes with the listing; only a
+                    // symlink (or an unknown type) needs a stat.
+                    let regular = match e.file_type() {
+                        Ok(t) if t.is_file() => true,
+                        Ok(t) if t.is_dir() => false,
+                        _ => p.is_file(),
+                    };
+                    if !regular {
                         continue;
                     }
                     by_name.entry(fname).or_insert(p);
@@ -302,14 +310,26 @@ pub fn locate(root: &Root, file: &Path) -> anyhow::Result<UnitFiles> {
 pub fn read_all(files: &UnitFiles) -> anyhow::Result<(Vec<Assignment>, Vec<SyntaxIssue>)> {
     let mut all = Vec::new();
     let mut issues = Vec::new();
+    let mut buf = Vec::new();
     for f in std::iter::once(&files.fragment).chain(files.dropins.iter()) {
-        let bytes = fs::read(f).with_context(|| format!("cannot read {f:?}"))?;
-        let text = String::from_utf8_lossy(&bytes);
+        read_file(f, &mut buf).with_context(|| format!("cannot read {f:?}"))?;
+        let text = String::from_utf8_lossy(&buf);
         let (a, i) = parse_ini(&text, f);
         all.extend(a);
         issues.extend(i);
     }
     Ok((all, issues))
+}
+
+/// Read a whole file into `buf` (cleared first, its capacity reused):
+/// open, read until EOF, close. `fs::read` and `File::read_to_end` ask for
+/// the size first (statx and lseek); going through `Take` uses the
+/// generic loop, which reads straight into the spare capacity instead.
+pub fn read_file(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
+    buf.reserve(16 * 1024);
+    fs::File::open(path)?.take(u64::MAX).read_to_end(buf)?;
+    Ok(())
 }
 
 #[cfg(test)]

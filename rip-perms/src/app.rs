@@ -100,12 +100,7 @@ fn reach(
                 }
             }
             Err(e) => {
-                let why = match e.raw_os_error() {
-                    Some(libc::ELOOP) => "is a symlink; rip-perms never follows one".to_owned(),
-                    Some(libc::ENOTDIR) => "is not a directory".to_owned(),
-                    _ => format!("cannot open directory: {e}"),
-                };
-                out.fail(&shown, why);
+                out.fail(&shown, not_opened(dirfd, &name, &e));
                 return Reach::Failed;
             }
         };
@@ -157,16 +152,22 @@ fn reach(
             }
         }
         Err(e) => {
-            let why = match e.raw_os_error() {
-                Some(libc::ELOOP) => {
-                    "is a symlink; rip-perms never follows one (give the real path)".to_owned()
-                }
-                Some(libc::ENOTDIR) => "is not a directory".to_owned(),
-                _ => format!("cannot open directory: {e}"),
-            };
-            out.fail(path, why);
+            out.fail(path, not_opened(dirfd, &name, &e));
             Reach::Failed
         }
+    }
+}
+
+/// Why `name` in `dir` could not be opened as a directory.
+fn not_opened(dir: BorrowedFd<'_>, name: &std::ffi::CStr, e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => match sys::stat_at(dir, name) {
+            Ok(st) if st.kind() == sys::Kind::Symlink => {
+                "is a symlink; rip-perms never follows one (give the real path)".to_owned()
+            }
+            _ => "is not a directory".to_owned(),
+        },
+        _ => format!("cannot open directory: {e}"),
     }
 }
 

@@ -15,7 +15,7 @@ use std::os::fd::AsFd;
 use anyhow::Context;
 use rip_core::accounts::Accounts;
 use rip_core::{Exit, Record};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::layout::{Layout, LayoutLine};
 use crate::policy::Policy;
@@ -35,38 +35,105 @@ struct PolicyLine<'a> {
     layout: Vec<LayoutLine>,
 }
 
+/// The ids rip-user reported earlier in the pipeline (`rip_user.user.uid`,
+/// `rip_user.group.gid`): used only by `--dry-run` when rip-user ran with
+/// `--dry-run` too and so wrote no account yet.
+#[derive(Debug, Deserialize)]
+struct RipUserIds {
+    user: Option<UidOf>,
+    group: Option<GidOf>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UidOf {
+    uid: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GidOf {
+    gid: Option<u32>,
+}
+
+fn planned_ids(r: &Record) -> (Option<u32>, Option<u32>) {
+    let ids = r
+        .result_of("rip_user")
+        .and_then(|v| serde_json::from_value::<RipUserIds>(v.clone()).ok());
+    match ids {
+        Some(ids) => (ids.user.and_then(|u| u.uid), ids.group.and_then(|g| g.gid)),
+        None => (None, None),
+    }
+}
+
+/// One app, planned: its layout and whether its ids come from rip-user's
+/// dry run rather than `<root>/etc`.
+struct Plan {
+    layout: Layout,
+    ids_planned: bool,
+}
+
 /// Validate every record's policy override and look up its owner, before
 /// anything is touched.
-fn plan(records: &[Record], accounts: Option<&Accounts>) -> anyhow::Result<Vec<Layout>> {
+fn plan(
+    records: &[Record],
+    accounts: Option<&Accounts>,
+    dry_run: bool,
+) -> anyhow::Result<Vec<Plan>> {
     let mut plans = Vec::new();
     for r in records {
         let policy =
             Policy::for_spec(r.spec.perms.as_ref()).map_err(|e| r.error(&e.field, e.message))?;
+        let (planned_uid, planned_gid) = if dry_run {
+            planned_ids(r)
+        } else {
+            (None, None)
+        };
+        let mut ids_planned = false;
         let (uid, gid) = match accounts {
             None => (0, 0),
             Some(acc) => {
-                let user = acc.user(&r.spec.user).ok_or_else(|| {
-                    r.error(
-                        "user",
-                        format!(
-                            "user {:?} is not in <root>/etc/passwd; run rip-user first",
-                            r.spec.user
-                        ),
-                    )
-                })?;
-                let group = acc.group(&r.spec.group).ok_or_else(|| {
-                    r.error(
-                        "group",
-                        format!(
-                            "group {:?} is not in <root>/etc/group; run rip-user first",
-                            r.spec.group
-                        ),
-                    )
-                })?;
-                (user.uid, group.gid)
+                let uid = match (acc.user(&r.spec.user), planned_uid) {
+                    (Some(u), _) => u.uid,
+                    (None, Some(uid)) => {
+                        ids_planned = true;
+                        uid
+                    }
+                    (None, None) => {
+                        return Err(r
+                            .error(
+                                "user",
+                                format!(
+                                    "user {:?} is not in <root>/etc/passwd; run rip-user first",
+                                    r.spec.user
+                                ),
+                            )
+                            .into())
+                    }
+                };
+                let gid = match (acc.group(&r.spec.group), planned_gid) {
+                    (Some(g), _) => g.gid,
+                    (None, Some(gid)) => {
+                        ids_planned = true;
+                        gid
+                    }
+                    (None, None) => {
+                        return Err(r
+                            .error(
+                                "group",
+                                format!(
+                                    "group {:?} is not in <root>/etc/group; run rip-user first",
+                                    r.spec.group
+                                ),
+                            )
+                            .into())
+                    }
+                };
+                (uid, gid)
             }
         };
-        plans.push(Layout::new(&r.spec, policy, uid, gid));
+        plans.push(Plan {
+            layout: Layout::new(&r.spec, policy, uid, gid),
+            ids_planned,
+        });
     }
     Ok(plans)
 }
@@ -82,11 +149,11 @@ fn show_policy(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> any
         stdout.write_all(b"\n")?;
         return Ok(Exit::Ok);
     }
-    for (r, layout) in records.iter().zip(plan(&records, None)?) {
+    for (r, p) in records.iter().zip(plan(&records, None, false)?) {
         let line = PolicyLine {
             app: &r.spec.name,
-            policy: &layout.policy,
-            layout: layout.describe(),
+            policy: &p.layout.policy,
+            layout: p.layout.describe(),
         };
         serde_json::to_writer(&mut stdout, &line)?;
         stdout.write_all(b"\n")?;
@@ -104,7 +171,7 @@ pub fn run(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> anyhow:
     let records = args.input.records(stdin)?;
     let root = args.system.root();
     let accounts = Accounts::load(&root)?;
-    let plans = plan(&records, Some(&accounts))?;
+    let plans = plan(&records, Some(&accounts), args.system.dry_run)?;
     let root_fd = sys::open_root(root.dir())
         .with_context(|| format!("cannot open the root directory {:?}", root.dir()))?;
     sys::raise_nofile();
@@ -123,7 +190,8 @@ pub fn run(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> anyhow:
     };
     let privileged = sys::euid() == 0;
     let mut exit = Exit::Ok;
-    for (r, layout) in records.iter().zip(&plans) {
+    for (r, p) in records.iter().zip(&plans) {
+        let layout = &p.layout;
         let partial = app::fix_app(root_fd.as_fd(), layout, &opts);
         for f in &partial.errors {
             rip_core::note(
@@ -140,7 +208,14 @@ pub fn run(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> anyhow:
             group: r.spec.group.clone(),
             gid: layout.gid,
         };
-        let report = Report::finish(partial, head);
+        let mut report = Report::finish(partial, head);
+        if p.ids_planned {
+            report.notes.push(
+                "the app's account is not in <root>/etc yet: uid and gid are the ones \
+                 rip-user planned in its dry run"
+                    .to_owned(),
+            );
+        }
         rip_core::write_record(&mut stdout, r, KEY, &report)?;
     }
     stdout.flush()?;

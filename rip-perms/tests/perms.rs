@@ -529,6 +529,29 @@ fn dry_run_reports_and_changes_nothing() {
 }
 
 #[test]
+fn dry_run_pipeline_uses_ids_planned_by_rip_user() {
+    let s = Scratch::new("dry_run_planned_ids");
+    let input = r#"{"name":"app7","rip_user":{"changed":true,"dry_run":true,
+        "user":{"name":"app7","uid":997},"group":{"name":"app7","gid":996}}}"#
+        .replace('\n', "");
+
+    let r = one(&s.run(&["--dry-run"], &input));
+    let real = s.run(&[], &input);
+
+    assert_eq!(
+        (r["uid"].as_u64(), r["gid"].as_u64()),
+        (Some(997), Some(996))
+    );
+    assert!(r["notes"][0].as_str().unwrap().contains("planned"));
+    assert!(!s.home("app7").exists());
+    assert_eq!(
+        real.status.code(),
+        Some(2),
+        "without --dry-run the account must exist"
+    );
+}
+
+#[test]
 fn pipeline_records_pass_through() {
     let s = Scratch::new("pipeline_records");
     let input = r#"{"name":"app1","x-team":"ops","rip_user":{"changed":true,"dry_run":false}}"#;
@@ -621,6 +644,39 @@ fn home_that_is_a_symlink_is_not_followed() {
 
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(snapshot(&v), before);
+}
+
+#[test]
+fn a_file_where_the_layout_needs_a_directory_is_refused() {
+    let s = Scratch::new("not_a_dir");
+    write(&s.home("app1").join("data"), 0o644, APP_UID);
+    chown(&s.home("app1"), APP_UID);
+
+    let r = one(&s.run(&[], r#"{"name":"app1"}"#));
+
+    assert_eq!(
+        reasons(&r).get("/home/app1/data").map(String::as_str),
+        Some("PERMS_NOT_A_DIR")
+    );
+    assert!(fs::symlink_metadata(s.home("app1").join("data"))
+        .unwrap()
+        .is_file());
+    assert!(s.home("app1").join("bin").is_dir());
+}
+
+#[test]
+fn rw_path_outside_the_home_that_is_a_symlink_is_not_followed() {
+    let s = Scratch::new("rw_path_symlink");
+    let v = s.victims();
+    fs::create_dir_all(s.root.join("srv")).unwrap();
+    std::os::unix::fs::symlink(&v, s.root.join("srv/app1")).unwrap();
+    let before = snapshot(&v);
+
+    let out = s.run(&[], r#"{"name":"app1","rw_paths":["/srv/app1"]}"#);
+
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("symlink"));
+    assert_unchanged(&before, &snapshot(&v), "rw_paths symlink");
 }
 
 // ---------------------------------------------------------- hostile tree
