@@ -279,6 +279,28 @@ fn kind_of(spec: &AppSpec, path: &Path, is_dir: bool) -> &'static str {
     }
 }
 
+/// `evidence` with the path added: `path` shown lossily as UTF-8 and, when
+/// the name is not UTF-8, `path_hex` with its exact bytes. Never fails, so a
+/// file name an app chose cannot stop the audit.
+pub fn at(path: &Path, evidence: serde_json::Value) -> serde_json::Value {
+    let mut evidence = match evidence {
+        serde_json::Value::Object(m) => m,
+        other => {
+            let mut m = serde_json::Map::new();
+            m.insert("value".into(), other);
+            m
+        }
+    };
+    let bytes = path.as_os_str().as_bytes();
+    let shown = String::from_utf8_lossy(bytes);
+    if let std::borrow::Cow::Owned(_) = shown {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        evidence.insert("path_hex".into(), hex.into());
+    }
+    evidence.insert("path".into(), shown.into_owned().into());
+    serde_json::Value::Object(evidence)
+}
+
 fn mode_str(m: u32) -> String {
     format!("{:04o}", m & 0o7777)
 }
@@ -313,7 +335,7 @@ pub fn audit_app(
             "PERMS_HOME_MISSING",
             Severity::High,
             format!("the home {} does not exist", spec.home.display()),
-            json!({"path": spec.home}),
+            at(&spec.home, json!({})),
             "run rip-perms to create the layout",
         ));
         return (json!({"principals": [], "resources": []}), f);
@@ -325,7 +347,7 @@ pub fn audit_app(
             "PERMS_HOME_OWNER",
             Severity::High,
             format!("{} is owned by {}, not by {}", spec.home.display(), name_of(home_node.uid), spec.user),
-            json!({"path": spec.home, "owner": name_of(home_node.uid), "mode": mode_str(home_node.mode)}),
+            at(&spec.home, json!({"owner": name_of(home_node.uid), "mode": mode_str(home_node.mode)})),
             format!("chown {}: {}", spec.user, spec.home.display()),
         ));
     }
@@ -335,7 +357,7 @@ pub fn audit_app(
             "ISOLATION_HOME_WORLD_ACCESS",
             Severity::High,
             format!("{} is open to every local user ({})", spec.home.display(), mode_str(home_node.mode)),
-            json!({"path": spec.home, "mode": mode_str(home_node.mode), "acl": home_node.acl.is_some()}),
+            at(&spec.home, json!({"mode": mode_str(home_node.mode), "acl": home_node.acl.is_some()})),
             format!("chmod {} {}", if spec.backups_enabled() { "0710" } else { "0700" }, spec.home.display()),
         ));
     }
@@ -345,8 +367,8 @@ pub fn audit_app(
             "PERMS_HOME_MODE",
             Severity::Medium,
             format!("{} has group bits beyond the policy", spec.home.display()),
-            json!({"path": spec.home, "mode": mode_str(home_node.mode),
-                   "policy": if spec.backups_enabled() { "0710" } else { "0700" }}),
+            at(&spec.home, json!({"mode": mode_str(home_node.mode),
+                   "policy": if spec.backups_enabled() { "0710" } else { "0700" }})),
             format!(
                 "chmod {} {}",
                 if spec.backups_enabled() {
@@ -379,7 +401,7 @@ pub fn audit_app(
                     "{} has more than 200000 entries: the rest was not checked",
                     spec.home.display()
                 ),
-                json!({"path": spec.home, "checked": count - 1}),
+                at(&spec.home, json!({"checked": count - 1})),
                 "audit the remaining files with find(1), or split the data out of the home",
             ));
             break;
@@ -400,7 +422,7 @@ pub fn audit_app(
                 "PERMS_FOREIGN_OWNER",
                 Severity::High,
                 format!("{} is owned by {}, not by {}", path.display(), name_of(node.uid), spec.user),
-                json!({"path": path, "owner": name_of(node.uid), "group": group_of(node.gid), "mode": mode_str(node.mode)}),
+                at(&path, json!({"owner": name_of(node.uid), "group": group_of(node.gid), "mode": mode_str(node.mode)})),
                 format!("chown {}:{} {} (run restores as the app user)", spec.user, spec.group, path.display()),
             ));
         }
@@ -409,7 +431,7 @@ pub fn audit_app(
                 "PERMS_SETUID",
                 Severity::High,
                 format!("{} is setuid/setgid inside an app tree", path.display()),
-                json!({"path": path, "mode": mode_str(node.mode), "owner": name_of(node.uid)}),
+                at(&path, json!({"mode": mode_str(node.mode), "owner": name_of(node.uid)})),
                 format!("chmod ug-s {}", path.display()),
             ));
         }
@@ -418,7 +440,7 @@ pub fn audit_app(
                 "PERMS_FILE_CAPS",
                 Severity::High,
                 format!("{} carries file capabilities", path.display()),
-                json!({"path": path}),
+                at(&path, json!({})),
                 format!(
                     "setcap -r {} (grant capabilities with AmbientCapabilities=)",
                     path.display()
@@ -430,7 +452,7 @@ pub fn audit_app(
                 "PERMS_WORLD_WRITABLE",
                 Severity::High,
                 format!("{} is writable by every local user", path.display()),
-                json!({"path": path, "mode": mode_str(node.mode)}),
+                at(&path, json!({"mode": mode_str(node.mode)})),
                 format!("chmod o-w {}", path.display()),
             ));
         }
@@ -442,7 +464,7 @@ pub fn audit_app(
                     "live database {} is readable beyond its owner",
                     path.display()
                 ),
-                json!({"path": path, "mode": mode_str(node.mode), "group": group_of(node.gid)}),
+                at(&path, json!({"mode": mode_str(node.mode), "group": group_of(node.gid)})),
                 format!("chmod 0600 {}", path.display()),
             ));
         }
@@ -451,7 +473,7 @@ pub fn audit_app(
                 "PERMS_KEY_READABLE",
                 Severity::Critical,
                 format!("key {} is accessible beyond its owner", path.display()),
-                json!({"path": path, "mode": mode_str(node.mode)}),
+                at(&path, json!({"mode": mode_str(node.mode)})),
                 format!("chmod 0600 {}", path.display()),
             ));
         }
@@ -470,12 +492,12 @@ pub fn audit_app(
             if a != "-" && a != "x" {
                 match p.role {
                     "app" => cross.push(
-                        json!({"principal": p.name, "path": path, "kind": kind, "access": a}),
+                        at(&path, json!({"principal": p.name, "kind": kind, "access": a})),
                     ),
                     "backup" => {
                         let allowed = matches!(kind, "backup" | "backups") && !a.contains('w');
                         let item =
-                            json!({"principal": p.name, "path": path, "kind": kind, "access": a});
+                            at(&path, json!({"principal": p.name, "kind": kind, "access": a}));
                         if matches!(kind, "file" | "dir") && !a.contains('w') {
                             backup_other.push(item);
                         } else if !allowed {
@@ -488,10 +510,10 @@ pub fn audit_app(
             row.insert(p.name.clone(), a);
         }
         if interesting {
-            resources.push(json!({
-                "kind": kind, "path": path, "owner": name_of(node.uid), "group": group_of(node.gid),
+            resources.push(at(&path, json!({
+                "kind": kind, "owner": name_of(node.uid), "group": group_of(node.gid),
                 "mode": mode_str(node.mode), "acl": node.acl.is_some(), "access": row,
-            }));
+            })));
         }
     }
     if !cross.is_empty() {
@@ -553,7 +575,7 @@ pub fn audit_app(
                 "PERMS_ENVFILE_READABLE",
                 Severity::High,
                 format!("EnvironmentFile {e} can be read by others than root"),
-                json!({"path": e, "owner": name_of(node.uid), "group": group_of(node.gid), "mode": mode_str(node.mode)}),
+                at(Path::new(&e), json!({"owner": name_of(node.uid), "group": group_of(node.gid), "mode": mode_str(node.mode)})),
                 format!("chown root:root {e} && chmod 0600 {e} (systemd reads it as root)"),
             ));
         }

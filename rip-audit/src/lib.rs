@@ -65,6 +65,30 @@ pub fn audit_unit_file(root: &Root, host_path: &Path) -> anyhow::Result<AuditedU
     audit_indexed(root, &idx, host_path)
 }
 
+/// Whether systemd would load the unit: no fatal error and an ExecStart=.
+fn loads(settings: &model::Settings) -> bool {
+    let has_exec = settings
+        .assignments
+        .iter()
+        .any(|a| &*a.section == "Service" && a.key == "ExecStart" && !a.value.is_empty());
+    settings.fatal.is_empty() && has_exec
+}
+
+/// systemd 252 refuses a unit whose fragment has a line over
+/// `LONG_LINE_MAX` ("No buffer space available"); in a drop-in such a line
+/// only ends that drop-in (see `unitfile::parse_ini`).
+fn fragment_too_long(
+    files: &unitfile::UnitFiles,
+    syntax: &[unitfile::SyntaxIssue],
+    settings: &mut model::Settings,
+) {
+    for i in syntax.iter().filter(|i| i.too_long && i.file == files.fragment) {
+        settings
+            .fatal
+            .push(format!("{}:{}: {}", i.file.display(), i.line, i.message));
+    }
+}
+
 /// Like [`audit_unit_file`], with a shared drop-in index.
 pub fn audit_indexed(
     root: &Root,
@@ -73,13 +97,10 @@ pub fn audit_indexed(
 ) -> anyhow::Result<AuditedUnit> {
     let files = idx.locate(host_path)?;
     let (assignments, syntax) = unitfile::read_all(&files)?;
-    let settings = model::settings(&files.name, assignments);
+    let mut settings = model::settings(&files.name, assignments);
+    fragment_too_long(&files, &syntax, &mut settings);
     let sc = score::score(&settings);
-    let has_exec = settings
-        .assignments
-        .iter()
-        .any(|a| a.section == "Service" && a.key == "ExecStart" && !a.value.is_empty());
-    let loaded = settings.fatal.is_empty() && has_exec;
+    let loaded = loads(&settings);
     let shown = |p: &Path| root.strip(p).display().to_string();
     Ok(AuditedUnit {
         report: UnitReport {
@@ -299,8 +320,8 @@ impl<W: Write> Emitter<'_, W> {
     }
 }
 
-/// Append one `--format scores` line: `{"app":...,` (spec mode only), then
-/// unit, path, loaded, score, exposure, label and the failing checks.
+/// Append one `--format scores` line for a full audit result:
+/// `{"app":...,` (spec mode only), then the unit's fields.
 fn score_line(buf: &mut Vec<u8>, app: Option<&str>, u: Option<&UnitReport>) -> anyhow::Result<()> {
     buf.push(b'{');
     if let Some(app) = app {
@@ -315,81 +336,131 @@ fn score_line(buf: &mut Vec<u8>, app: Option<&str>, u: Option<&UnitReport>) -> a
         );
         return Ok(());
     };
+    let failing = u
+        .checks
+        .iter()
+        .filter(|r| r.badness.is_some_and(|b| b > 0))
+        .map(|r| r.json_field);
+    score_fields(buf, &u.name, &u.path, u.loaded, u.score, failing)
+}
+
+/// The unit's fields of a `--format scores` line, and its end.
+fn score_fields<'a>(
+    buf: &mut Vec<u8>,
+    name: &str,
+    path: &str,
+    loaded: bool,
+    score: Option<u64>,
+    failing: impl Iterator<Item = &'a str>,
+) -> anyhow::Result<()> {
     buf.extend_from_slice(b"\"unit\":");
-    serde_json::to_writer(&mut *buf, &u.name)?;
+    serde_json::to_writer(&mut *buf, name)?;
     buf.extend_from_slice(b",\"path\":");
-    serde_json::to_writer(&mut *buf, &u.path)?;
-    buf.extend_from_slice(if u.loaded {
+    serde_json::to_writer(&mut *buf, path)?;
+    buf.extend_from_slice(if loaded {
         b",\"loaded\":true"
     } else {
         b",\"loaded\":false"
     });
-    match (u.score, u.label) {
-        (Some(sc), Some(label)) => {
+    match score {
+        Some(sc) => {
             // `exposure` is score / 10 with one decimal, as serde prints it.
             write!(
                 buf,
-                ",\"score\":{sc},\"exposure\":{}.{},\"label\":\"{label}\"",
+                ",\"score\":{sc},\"exposure\":{}.{},\"label\":\"{}\"",
                 sc / 10,
-                sc % 10
+                sc % 10,
+                score::label(sc)
             )?;
         }
-        _ => buf.extend_from_slice(b",\"score\":null,\"exposure\":null,\"label\":null"),
+        None => buf.extend_from_slice(b",\"score\":null,\"exposure\":null,\"label\":null"),
     }
     buf.extend_from_slice(b",\"failing\":[");
-    let mut first = true;
-    for row in u.checks.iter().filter(|r| r.badness.is_some_and(|b| b > 0)) {
-        if !first {
+    for (i, field) in failing.enumerate() {
+        if i > 0 {
             buf.push(b',');
         }
-        first = false;
         // json_field values are plain ASCII (letters, digits, `_`, `)`).
         buf.push(b'"');
-        buf.extend_from_slice(row.json_field.as_bytes());
+        buf.extend_from_slice(field.as_bytes());
         buf.push(b'"');
     }
     buf.extend_from_slice(b"]}\n");
     Ok(())
 }
 
-/// `--unit ... --format scores`: the lean path. Only the score, in
-/// parallel over the files, each thread writing its lines into one buffer.
+/// Score one unit file for `--format scores` and append its line; returns
+/// the score. The same steps as [`audit_indexed`] without the report.
+fn score_file(
+    buf: &mut Vec<u8>,
+    root: &Root,
+    idx: &unitfile::DropinIndex,
+    host_path: &Path,
+) -> anyhow::Result<u64> {
+    let files = idx.locate(host_path)?;
+    let (assignments, syntax) = unitfile::read_all(&files)?;
+    let mut settings = model::settings(&files.name, assignments);
+    fragment_too_long(&files, &syntax, &mut settings);
+    let (sc, failing) = score::summary(&settings);
+    let path = root.strip(&files.fragment);
+    let path = path.to_string_lossy();
+    buf.push(b'{');
+    let fields = score::CHECKS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| failing & (1u128 << i) != 0)
+        .map(|(_, c)| c.json_field);
+    score_fields(buf, &files.name, &path, loads(&settings), Some(sc), fields)?;
+    Ok(sc)
+}
+
+/// `--unit ... --format scores`: the lean path. The files are cut into
+/// small batches that every thread (the main one included) takes in turn
+/// from a shared counter, so a thread slowed down by a busy machine does
+/// not hold the others back; the batches' lines are written in argument
+/// order at the end.
 fn run_scores(args: &cli::Cli, root: &Root, mut out: impl Write) -> anyhow::Result<Exit> {
+    const BATCH: usize = 32;
     let idx = unitfile::DropinIndex::new(root, &args.units);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8);
-    let chunk = args.units.len().div_ceil(threads).max(1);
-    let parts = std::thread::scope(|sc| -> anyhow::Result<Vec<(Vec<u8>, bool)>> {
-        let handles: Vec<_> = args
-            .units
-            .chunks(chunk)
-            .map(|part| {
-                let idx = &idx;
-                sc.spawn(move || -> anyhow::Result<(Vec<u8>, bool)> {
-                    let mut buf = Vec::with_capacity(part.len() * 1024);
-                    let mut ok = true;
-                    for p in part {
-                        let u = audit_indexed(root, idx, p)
-                            .with_context(|| format!("cannot audit {p:?}"))?;
-                        ok &= verdict(args, Some(&u.report), &[]);
-                        score_line(&mut buf, None, Some(&u.report))?;
-                    }
-                    Ok((buf, ok))
-                })
-            })
+    let batches: Vec<&[PathBuf]> = args.units.chunks(BATCH).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> anyhow::Result<Vec<(usize, Vec<u8>, bool)>> {
+        let mut done = Vec::new();
+        loop {
+            let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(batch) = batches.get(b) else {
+                return Ok(done);
+            };
+            let mut buf = Vec::with_capacity(batch.len() * 2048);
+            let mut ok = true;
+            for p in *batch {
+                let sc = score_file(&mut buf, root, &idx, p)
+                    .with_context(|| format!("cannot audit {p:?}"))?;
+                ok &= !matches!(args.threshold, Some(t) if sc > t);
+            }
+            done.push((b, buf, ok));
+        }
+    };
+    let mut parts = std::thread::scope(|sc| -> anyhow::Result<Vec<(usize, Vec<u8>, bool)>> {
+        let helpers: Vec<_> = (1..threads.min(batches.len()))
+            .map(|_| sc.spawn(work))
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
+        let mut parts = work()?;
+        for h in helpers {
+            parts.extend(
                 h.join()
-                    .map_err(|_| anyhow::anyhow!("an audit thread panicked"))?
-            })
-            .collect()
+                    .map_err(|_| anyhow::anyhow!("an audit thread panicked"))??,
+            );
+        }
+        Ok(parts)
     })?;
+    parts.sort_unstable_by_key(|(b, _, _)| *b);
     let mut all_ok = true;
-    for (buf, ok) in parts {
+    for (_, buf, ok) in parts {
         all_ok &= ok;
         out.write_all(&buf)?;
     }
@@ -577,7 +648,10 @@ pub fn run(args: &cli::Cli, stdin: impl Read, stdout: impl Write) -> anyhow::Res
                 "UNIT_MISSING",
                 Severity::High,
                 format!("no unit file for {}", r.spec.name),
-                serde_json::json!({"path": root.strip(&unit_path(args, &root, r))}),
+                isolation::at(
+                    &root.strip(&unit_path(args, &root, r)),
+                    serde_json::json!({}),
+                ),
                 "run rip-unit to write it",
             )),
         }

@@ -268,6 +268,26 @@ pub fn lint(u: &AuditedUnit, cx: &Context<'_>) -> (Vec<Finding>, Vec<Override>) 
 
     // Syntax of the files.
     for i in &u.syntax {
+        let file = cx.root.strip(&i.file).display().to_string();
+        if i.too_long {
+            // See: systemd's LONG_LINE_MAX (conf-parser.c, read_line).
+            let (severity, effect) = if file == u.report.path {
+                (Severity::Critical, "systemd refuses to load the whole unit")
+            } else {
+                (
+                    Severity::High,
+                    "systemd ignores this line and the rest of the drop-in",
+                )
+            };
+            f.push(Finding::new(
+                "UNIT_LINE_TOO_LONG",
+                severity,
+                format!("{}: {effect}", i.message),
+                json!({"file": file, "line": i.line, "limit": crate::unitfile::LONG_LINE_MAX}),
+                "split the value over several directives (lists accumulate); continuations count toward the limit",
+            ));
+            continue;
+        }
         f.push(Finding::new(
             "UNIT_SYNTAX",
             Severity::Medium,
@@ -278,7 +298,7 @@ pub fn lint(u: &AuditedUnit, cx: &Context<'_>) -> (Vec<Finding>, Vec<Override>) 
     }
 
     // Trailing comments and lines systemd ignores (UNIT-03).
-    let ignored_lines: BTreeSet<(PathBuf, usize)> = s
+    let ignored_lines: BTreeSet<(std::sync::Arc<std::path::Path>, usize)> = s
         .ignored
         .iter()
         .filter(|i| i.whole_line)
@@ -351,8 +371,8 @@ pub fn lint(u: &AuditedUnit, cx: &Context<'_>) -> (Vec<Finding>, Vec<Override>) 
     // Unknown sections, directives and capability names.
     let known = directives();
     for a in &s.assignments {
-        let Some(keys) = known.get(&a.section) else {
-            if !a.section.starts_with("X-") && a.section != "Socket" {
+        let Some(keys) = known.get(&*a.section) else {
+            if !a.section.starts_with("X-") && &*a.section != "Socket" {
                 f.push(Finding::new(
                     "UNIT_UNKNOWN_SECTION",
                     Severity::Low,

@@ -3,9 +3,10 @@
 //! the line, lists go word by word, capability merge rules, empty resets,
 //! `~` inversion), then the implied settings of `unit_patch_contexts` apply.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 
 use crate::syscalls;
 use crate::unitfile::{is_ws, Assignment};
@@ -78,7 +79,11 @@ pub const fn cap_mask(name: &str) -> u64 {
 /// Bit number of a capability name (case-insensitive, as systemd), or of a
 /// number 0-63.
 pub fn cap_from_name(name: &str) -> Option<u32> {
-    if name.as_bytes().first().is_some_and(|b| !b.is_ascii_alphabetic()) {
+    if name
+        .as_bytes()
+        .first()
+        .is_some_and(|b| !b.is_ascii_alphabetic())
+    {
         if let Ok(n) = name.parse::<i64>() {
             return (0..64).contains(&n).then_some(n as u32);
         }
@@ -410,7 +415,7 @@ impl Prefix {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ignored {
     /// File.
-    pub file: PathBuf,
+    pub file: Arc<Path>,
     /// Line.
     pub line: usize,
     /// Directive.
@@ -441,8 +446,9 @@ pub struct Settings {
     pub dynamic_user: bool,
     /// `SupplementaryGroups=`.
     pub supplementary_groups: Vec<String>,
-    /// Booleans by directive name (`PrivateDevices`, ...).
-    pub bools: BTreeMap<&'static str, bool>,
+    /// Booleans, in the order of [`BOOLS`] (read them with
+    /// [`Settings::flag`]).
+    pub bools: [bool; BOOLS.len()],
     /// `ProtectHome=`.
     pub protect_home: ProtectHome,
     /// `ProtectSystem=`.
@@ -526,6 +532,11 @@ pub const BOOLS: &[&str] = &[
     "RestrictSUIDSGID",
     "Delegate",
 ];
+
+/// Index of a boolean directive in [`BOOLS`].
+fn bool_slot(name: &str) -> Option<usize> {
+    BOOLS.iter().position(|b| *b == name)
+}
 
 /// systemd's `parse_boolean`.
 pub fn parse_bool(s: &str) -> Option<bool> {
@@ -703,7 +714,7 @@ impl Settings {
             group: None,
             dynamic_user: false,
             supplementary_groups: Vec::new(),
-            bools: BOOLS.iter().map(|b| (*b, false)).collect(),
+            bools: [false; BOOLS.len()],
             protect_home: ProtectHome::No,
             protect_system: ProtectSystem::No,
             root_directory: None,
@@ -739,7 +750,13 @@ impl Settings {
 
     /// A boolean setting.
     pub fn flag(&self, name: &str) -> bool {
-        self.bools.get(name).copied().unwrap_or(false)
+        bool_slot(name).is_some_and(|i| self.bools[i])
+    }
+
+    fn set_flag(&mut self, name: &str, value: bool) {
+        if let Some(i) = bool_slot(name) {
+            self.bools[i] = value;
+        }
     }
 
     fn ignore(&mut self, a: &Assignment, reason: impl Into<String>, whole_line: bool) {
@@ -758,7 +775,7 @@ impl Settings {
     pub fn list(&self, section: &str, key: &str) -> Vec<&Assignment> {
         let mut out = Vec::new();
         for a in &self.assignments {
-            if a.section == section && a.key == key {
+            if *a.section == *section && a.key == key {
                 if a.value.is_empty() {
                     out.clear();
                 } else {
@@ -774,12 +791,12 @@ impl Settings {
         self.assignments
             .iter()
             .rev()
-            .find(|a| a.section == section && a.key == key)
+            .find(|a| *a.section == *section && a.key == key)
     }
 
     fn apply(&mut self, a: &Assignment) {
         let v = a.value.as_str();
-        match (a.section.as_str(), a.key.as_str()) {
+        match (&*a.section, a.key.as_str()) {
             ("Unit", "DefaultDependencies") => match parse_bool(v) {
                 Some(b) => self.default_dependencies = b,
                 None => self.ignore(a, "not a boolean", true),
@@ -853,20 +870,16 @@ impl Settings {
             },
             ("Service", "Delegate") => {
                 if v.is_empty() {
-                    self.bools.insert("Delegate", true);
+                    self.set_flag("Delegate", true);
                 } else if let Some(b) = parse_bool(v) {
-                    self.bools.insert("Delegate", b);
+                    self.set_flag("Delegate", b);
                 } else {
                     // A controller list: delegation is on whatever the words.
-                    self.bools.insert("Delegate", true);
+                    self.set_flag("Delegate", true);
                 }
             }
-            ("Service", k) if BOOLS.contains(&k) => match parse_bool(v) {
-                Some(b) => {
-                    if let Some(slot) = self.bools.get_mut(k) {
-                        *slot = b;
-                    }
-                }
+            ("Service", k) if bool_slot(k).is_some() => match parse_bool(v) {
+                Some(b) => self.set_flag(k, b),
                 None => self.ignore(a, "not a boolean", true),
             },
             ("Service", "ProtectHome") => {
@@ -1295,7 +1308,8 @@ impl Settings {
     fn patch(&mut self) {
         self.cap_bounding_declared = self.cap_bounding;
         if self.flag("PrivateDevices") {
-            self.cap_bounding &= !(const { cap_mask("CAP_MKNOD") } | const { cap_mask("CAP_SYS_RAWIO") });
+            self.cap_bounding &=
+                !(const { cap_mask("CAP_MKNOD") } | const { cap_mask("CAP_SYS_RAWIO") });
         }
         if self.flag("ProtectKernelModules") {
             self.cap_bounding &= !const { cap_mask("CAP_SYS_MODULE") };
@@ -1304,20 +1318,21 @@ impl Settings {
             self.cap_bounding &= !const { cap_mask("CAP_SYSLOG") };
         }
         if self.flag("ProtectClock") {
-            self.cap_bounding &= !(const { cap_mask("CAP_SYS_TIME") } | const { cap_mask("CAP_WAKE_ALARM") });
+            self.cap_bounding &=
+                !(const { cap_mask("CAP_SYS_TIME") } | const { cap_mask("CAP_WAKE_ALARM") });
         }
         if self.dynamic_user {
             if self.user.is_none() {
                 self.user = Some(user_from_unit_name(&self.name));
             }
-            self.bools.insert("PrivateTmp", true);
-            self.bools.insert("RemoveIPC", true);
+            self.set_flag("PrivateTmp", true);
+            self.set_flag("RemoveIPC", true);
             self.protect_system = ProtectSystem::Strict;
             if self.protect_home == ProtectHome::No {
                 self.protect_home = ProtectHome::ReadOnly;
             }
-            self.bools.insert("NoNewPrivileges", true);
-            self.bools.insert("RestrictSUIDSGID", true);
+            self.set_flag("NoNewPrivileges", true);
+            self.set_flag("RestrictSUIDSGID", true);
         }
         if self.flag("PrivateDevices") && self.device_policy == "auto" {
             self.device_policy = "closed".into();

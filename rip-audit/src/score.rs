@@ -269,7 +269,11 @@ pub const CHECKS: &[Check] = &[
         "CapabilityBoundingSet_CAP_AUDIT",
         500,
         1,
-        Caps(caps(&["CAP_AUDIT_CONTROL", "CAP_AUDIT_READ", "CAP_AUDIT_WRITE"])),
+        Caps(caps(&[
+            "CAP_AUDIT_CONTROL",
+            "CAP_AUDIT_READ",
+            "CAP_AUDIT_WRITE",
+        ])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_SYSLOG",
@@ -323,7 +327,11 @@ pub const CHECKS: &[Check] = &[
         "CapabilityBoundingSet_CAP_NET_BIND_SERVICE_BROADCAST_RAW)",
         500,
         1,
-        Caps(caps(&["CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_RAW"])),
+        Caps(caps(&[
+            "CAP_NET_BIND_SERVICE",
+            "CAP_NET_BROADCAST",
+            "CAP_NET_RAW",
+        ])),
     ),
     c(
         "CapabilityBoundingSet=~CAP_SYS_BOOT",
@@ -642,7 +650,7 @@ fn privileged(s: &Settings) -> bool {
     }
 }
 
-fn badness(check: &Check, s: &Settings) -> Option<u64> {
+fn badness(check: &Check, s: &Settings, deny_list_empty: bool) -> Option<u64> {
     let b = |x: bool| u64::from(x);
     Some(match check.rule {
         User => {
@@ -728,7 +736,7 @@ fn badness(check: &Check, s: &Settings) -> Option<u64> {
                 8
             }
         }
-        Syscalls(group) => syscall_badness(s, group),
+        Syscalls(group) => syscall_badness(s, group, deny_list_empty),
         IpAddress => {
             if !s.ip_ingress.is_empty() || !s.ip_egress.is_empty() {
                 0
@@ -782,14 +790,25 @@ fn family_restricted(s: &Settings, f: Family) -> bool {
     flags[f as usize]
 }
 
-fn syscall_badness(s: &Settings, group: &str) -> u64 {
+/// Whether a deny-list filter lists anything at all (computed once per
+/// unit: it does not depend on the group).
+fn deny_list_empty(s: &Settings) -> bool {
+    let allow_list = s.syscall_allow_list;
+    let listed = |e: i32| !(allow_list && e >= 0);
+    !allow_list
+        && s.syscall_filter
+            .as_ref()
+            .is_some_and(|f| !f.iter().any(|(_, e)| listed(e)))
+}
+
+fn syscall_badness(s: &Settings, group: &str, deny_list_empty: bool) -> u64 {
     let allow_list = s.syscall_allow_list;
     // Offline, errno-tagged entries of an allow-list count as not allowed.
     let listed = |e: Option<i32>| e.is_some_and(|e| !(allow_list && e >= 0));
     let Some(filter) = &s.syscall_filter else {
         return 10;
     };
-    if !allow_list && !filter.iter().any(|(_, e)| listed(Some(e))) {
+    if deny_list_empty {
         return 10;
     }
     let members = syscalls::tables().resolvable_ids(group);
@@ -821,25 +840,33 @@ pub fn label(score: u64) -> &'static str {
         .unwrap_or("PERFECT")
 }
 
-/// Score a unit the way systemd 252's offline mode does.
-pub fn score(s: &Settings) -> Score {
-    let mut raw = Vec::with_capacity(CHECKS.len());
+/// Every check's badness (None: N/A), in [`CHECKS`] order, and the sum of
+/// the weights that count (at least 1).
+fn assess(s: &Settings) -> ([Option<u64>; CHECKS.len()], u64, u64) {
+    let mut bad = [None; CHECKS.len()];
     let (mut badness_sum, mut weight_sum) = (0u64, 0u64);
-    for check in CHECKS {
-        let bad = if check.dd_only && !s.default_dependencies {
+    let empty_deny_list = deny_list_empty(s);
+    for (slot, check) in bad.iter_mut().zip(CHECKS) {
+        *slot = if check.dd_only && !s.default_dependencies {
             None
         } else {
-            badness(check, s)
+            badness(check, s, empty_deny_list)
         };
-        if let Some(b) = bad {
+        if let Some(b) = *slot {
             badness_sum += (b * check.weight).div_ceil(check.range);
             weight_sum += check.weight;
         }
-        raw.push((check, bad));
     }
     let weight_sum = weight_sum.max(1);
-    let checks = raw
-        .into_iter()
+    (bad, (badness_sum * 100).div_ceil(weight_sum), weight_sum)
+}
+
+/// Score a unit the way systemd 252's offline mode does.
+pub fn score(s: &Settings) -> Score {
+    let (bad, score, weight_sum) = assess(s);
+    let checks = CHECKS
+        .iter()
+        .zip(bad)
         .map(|(check, bad)| {
             let exposure = match bad {
                 Some(b) if b > 0 => {
@@ -861,13 +888,25 @@ pub fn score(s: &Settings) -> Score {
             }
         })
         .collect();
-    let score = (badness_sum * 100).div_ceil(weight_sum);
     Score {
         exposure: score as f64 / 10.0,
         score,
         label: label(score),
         checks,
     }
+}
+
+/// The overall score (0-100) and the failing checks (badness above 0) as
+/// a mask of [`CHECKS`] indexes, without building the rows: the same
+/// computation as [`score`], for `--format scores`.
+pub fn summary(s: &Settings) -> (u64, u128) {
+    let (bad, score, _) = assess(s);
+    let failing = bad
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.is_some_and(|b| b > 0))
+        .fold(0u128, |m, (i, _)| m | (1u128 << i));
+    (score, failing)
 }
 
 #[cfg(test)]
@@ -887,6 +926,29 @@ mod tests {
                 let names = check.id.matches("CAP_").count().max(1) as u32;
                 assert!(mask.count_ones() >= names, "{}", check.id);
             }
+        }
+    }
+
+    #[test]
+    fn summary_agrees_with_the_rows() {
+        let (a, _) = crate::unitfile::parse_ini(
+            "[Service]\nUser=app\nPrivateTmp=yes\nSystemCallFilter=~@mount\n",
+            std::path::Path::new("t.service"),
+        );
+        let s = crate::model::settings("t.service", a);
+
+        let full = score(&s);
+        let (sc, failing) = summary(&s);
+
+        assert_eq!(sc, full.score);
+        for (i, row) in full.checks.iter().enumerate() {
+            let bit = failing & (1u128 << i) != 0;
+            assert_eq!(
+                bit,
+                row.badness.is_some_and(|b| b > 0),
+                "{}",
+                row.json_field
+            );
         }
     }
 

@@ -3,7 +3,7 @@
 //! the names libseccomp 2.5.4 cannot resolve natively (skipped when scoring).
 //! Regenerate both with `data/gen-tables.sh`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::OnceLock;
 
 /// `systemd-analyze syscall-filter` of systemd 252.39 (Debian 12), verbatim.
@@ -18,15 +18,14 @@ pub const UNRESOLVED_TEXT: &str = include_str!("../data/syscall-unresolved.txt")
 pub struct Tables {
     /// Each group's direct members (names and `@subgroups`), in file order.
     pub groups: BTreeMap<String, Vec<String>>,
-    unresolved: BTreeSet<String>,
-    flat: BTreeMap<String, BTreeSet<String>>,
-    flat_all: BTreeMap<String, Vec<String>>,
     known: BTreeSet<String>,
-    /// Interned names: id -> name.
+    /// Interned names: id -> name (sorted, so ids sort like names).
     names: Vec<String>,
-    ids: std::collections::HashMap<String, u16>,
-    flat_ids: BTreeMap<String, Vec<u16>>,
-    flat_all_ids: BTreeMap<String, Vec<u16>>,
+    ids: HashMap<String, u16>,
+    /// Per group: the natively resolvable member ids, recursively, sorted.
+    flat_ids: HashMap<String, Vec<u16>>,
+    /// Per group: every member id, recursively, sorted.
+    flat_all_ids: HashMap<String, Vec<u16>>,
 }
 
 /// Parse the `systemd-analyze syscall-filter` text format: a line `@name`
@@ -55,11 +54,10 @@ pub fn parse_groups(text: &str) -> BTreeMap<String, Vec<String>> {
 impl Tables {
     fn build() -> Self {
         let groups = parse_groups(GROUPS_TEXT);
-        let unresolved: BTreeSet<String> = UNRESOLVED_TEXT
+        let unresolved: BTreeSet<&str> = UNRESOLVED_TEXT
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_owned)
             .collect();
         let known: BTreeSet<String> = groups
             .values()
@@ -67,75 +65,60 @@ impl Tables {
             .filter(|m| !m.starts_with('@'))
             .cloned()
             .collect();
-        let names: Vec<String> = known.iter().cloned().collect::<Vec<String>>();
-        let ids = names
+        let names: Vec<String> = known.iter().cloned().collect();
+        let ids: HashMap<String, u16> = names
             .iter()
             .enumerate()
             .map(|(i, n)| (n.clone(), i as u16))
             .collect();
-        let mut t = Tables {
+        let resolvable: Vec<bool> = names
+            .iter()
+            .map(|n| !unresolved.contains(n.as_str()))
+            .collect();
+        let mut flat_ids = HashMap::new();
+        let mut flat_all_ids = HashMap::new();
+        // Expand each group over ids: a mark per id, then the marked ids
+        // in order (sorted, like the names).
+        let mut seen = vec![false; names.len()];
+        for g in groups.keys() {
+            seen.iter_mut().for_each(|m| *m = false);
+            expand_ids(&groups, &ids, g, &mut seen, 0);
+            let all: Vec<u16> = (0..names.len())
+                .filter(|&i| seen[i])
+                .map(|i| i as u16)
+                .collect();
+            let native = all
+                .iter()
+                .copied()
+                .filter(|&i| resolvable[usize::from(i)])
+                .collect();
+            flat_ids.insert(g.clone(), native);
+            flat_all_ids.insert(g.clone(), all);
+        }
+        Tables {
             groups,
-            unresolved,
-            flat: BTreeMap::new(),
-            flat_all: BTreeMap::new(),
             known,
             names,
             ids,
-            flat_ids: BTreeMap::new(),
-            flat_all_ids: BTreeMap::new(),
-        };
-        let names: Vec<String> = t.groups.keys().cloned().collect();
-        for g in names {
-            let mut out = BTreeSet::new();
-            t.expand_into(&g, &mut out, 0, false);
-            t.flat.insert(g.clone(), out);
-            let mut all = BTreeSet::new();
-            t.expand_into(&g, &mut all, 0, true);
-            t.flat_all.insert(g.clone(), all.into_iter().collect());
-        }
-        for (g, members) in &t.flat {
-            let v = members
-                .iter()
-                .filter_map(|n| t.ids.get(n).copied())
-                .collect();
-            t.flat_ids.insert(g.clone(), v);
-        }
-        for (g, members) in &t.flat_all {
-            let v = members
-                .iter()
-                .filter_map(|n| t.ids.get(n).copied())
-                .collect();
-            t.flat_all_ids.insert(g.clone(), v);
-        }
-        t
-    }
-
-    fn expand_into(&self, group: &str, out: &mut BTreeSet<String>, depth: usize, all: bool) {
-        if depth > 16 {
-            return;
-        }
-        let Some(members) = self.groups.get(group) else {
-            return;
-        };
-        for m in members {
-            if m.starts_with('@') {
-                self.expand_into(m, out, depth + 1, all);
-            } else if all || !self.unresolved.contains(m) {
-                out.insert(m.clone());
-            }
+            flat_ids,
+            flat_all_ids,
         }
     }
 
     /// Every member of `group`, recursively, including names that do not
     /// resolve natively (what systemd puts into a filter when parsing).
-    pub fn expand_all(&self, group: &str) -> &[String] {
-        self.flat_all.get(group).map(Vec::as_slice).unwrap_or(&[])
+    pub fn expand_all(&self, group: &str) -> Vec<&str> {
+        self.expand_all_ids(group)
+            .iter()
+            .map(|&i| self.name(i))
+            .collect()
     }
 
     /// The natively resolvable members of `group`, recursively: what the
     /// exposure check compares the filter with.
-    pub fn resolvable(&self, group: &str) -> Option<&BTreeSet<String>> {
-        self.flat.get(group)
+    pub fn resolvable(&self, group: &str) -> Option<BTreeSet<&str>> {
+        let ids = self.flat_ids.get(group)?;
+        Some(ids.iter().map(|&i| self.name(i)).collect())
     }
 
     /// Number of interned syscall names.
@@ -180,6 +163,28 @@ impl Tables {
     }
 }
 
+fn expand_ids(
+    groups: &BTreeMap<String, Vec<String>>,
+    ids: &HashMap<String, u16>,
+    group: &str,
+    seen: &mut [bool],
+    depth: usize,
+) {
+    if depth > 16 {
+        return;
+    }
+    let Some(members) = groups.get(group) else {
+        return;
+    };
+    for m in members {
+        if m.starts_with('@') {
+            expand_ids(groups, ids, m, seen, depth + 1);
+        } else if let Some(&id) = ids.get(m) {
+            seen[usize::from(id)] = true;
+        }
+    }
+}
+
 /// The tables, parsed once.
 pub fn tables() -> &'static Tables {
     static T: OnceLock<Tables> = OnceLock::new();
@@ -205,10 +210,7 @@ mod tests {
     fn unresolvable_names_are_dropped() {
         let t = tables();
 
-        assert!(t
-            .expand_all("@default")
-            .iter()
-            .any(|n| n == "clock_gettime64"));
+        assert!(t.expand_all("@default").contains(&"clock_gettime64"));
         assert!(!t
             .resolvable("@default")
             .unwrap()

@@ -3,10 +3,13 @@
 //! drop-ins (`<unit>.d/*.conf`, `service.d/`, dash prefixes) found next to
 //! the file and on the unit search path under `--root`.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Read;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use rip_core::Root;
@@ -14,14 +17,16 @@ use rip_core::Root;
 /// One `Key=value` line of a unit file or drop-in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment {
-    /// Section name without brackets (`Service`).
-    pub section: String,
+    /// Section name without brackets (`Service`), shared by the lines of
+    /// the section.
+    pub section: Arc<str>,
     /// Directive name (`NoNewPrivileges`).
     pub key: String,
     /// The value, stripped of surrounding whitespace, comments included.
     pub value: String,
-    /// File it comes from (as given, under the root when one is used).
-    pub file: PathBuf,
+    /// File it comes from (as given, under the root when one is used),
+    /// shared by the lines of the file.
+    pub file: Arc<Path>,
     /// 1-based line of the assignment's first line.
     pub line: usize,
 }
@@ -35,50 +40,93 @@ pub struct SyntaxIssue {
     pub line: usize,
     /// What is wrong.
     pub message: String,
+    /// The line is over systemd's [`LONG_LINE_MAX`]: systemd stops reading
+    /// the file there (a fragment then fails to load; the rest of a
+    /// drop-in is ignored).
+    pub too_long: bool,
 }
+
+/// systemd's `LONG_LINE_MAX` (1 MiB): `read_line()` fails with ENOBUFS
+/// ("No buffer space available") on a line of this many bytes or more, and
+/// a continued line may not grow beyond it.
+pub const LONG_LINE_MAX: usize = 1024 * 1024;
 
 /// Parse one file's text. Continuation lines (odd trailing backslash) are
 /// joined with the backslash replaced by a space; comment lines inside a
-/// continuation are skipped, as systemd does.
+/// continuation are skipped, as systemd does. A line over
+/// [`LONG_LINE_MAX`] ends the parse with a `too_long` issue (systemd's
+/// `config_parse()` returns -ENOBUFS there; the lines before it stay).
 pub fn parse_ini(text: &str, file: &Path) -> (Vec<Assignment>, Vec<SyntaxIssue>) {
     let mut out = Vec::new();
     let mut issues = Vec::new();
-    let mut section: Option<String> = None;
+    let mut section: Option<Arc<str>> = None;
+    let shared_file: Arc<Path> = Arc::from(file);
     let mut cont: Option<(String, usize)> = None;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let lines: Vec<&str> = text.split('\n').collect();
-    let n = lines.len();
-    for (i, raw) in lines.iter().enumerate() {
+    let mut lines = text.split('\n').enumerate().peekable();
+    while let Some((i, raw)) = lines.next() {
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        if i + 1 == n && raw.is_empty() && cont.is_none() {
+        if lines.peek().is_none() && raw.is_empty() && cont.is_none() {
             break;
+        }
+        let joined = cont.as_ref().map_or(0, |(c, _)| c.len());
+        if raw.len() >= LONG_LINE_MAX || (joined > 0 && joined + raw.len() > LONG_LINE_MAX) {
+            issues.push(SyntaxIssue {
+                file: file.to_path_buf(),
+                line: i + 1,
+                message: format!(
+                    "line too long ({} bytes; systemd's limit is {LONG_LINE_MAX}): \
+                     No buffer space available",
+                    joined + raw.len()
+                ),
+                too_long: true,
+            });
+            return (out, issues);
         }
         let lead = raw.trim_start_matches([' ', '\t', '\n', '\r']);
         if lead.starts_with(['#', ';']) {
             continue;
         }
-        let (mut text, start) = match cont.take() {
+        let (text, start) = match cont.take() {
             Some((mut c, start)) => {
                 c.push_str(raw);
-                (c, start)
+                (Cow::Owned(c), start)
             }
-            None => (raw.to_owned(), i + 1),
+            None => (Cow::Borrowed(raw), i + 1),
         };
         if ends_with_escape(&text) {
+            let mut text = text.into_owned();
             text.pop();
             text.push(' ');
             cont = Some((text, start));
             continue;
         }
-        parse_line(&text, start, file, &mut section, &mut out, &mut issues);
+        parse_line(
+            &text,
+            start,
+            &shared_file,
+            &mut section,
+            &mut out,
+            &mut issues,
+        );
     }
     if let Some((text, start)) = cont {
-        parse_line(&text, start, file, &mut section, &mut out, &mut issues);
+        parse_line(
+            &text,
+            start,
+            &shared_file,
+            &mut section,
+            &mut out,
+            &mut issues,
+        );
     }
     (out, issues)
 }
 
 fn ends_with_escape(s: &str) -> bool {
+    if !s.ends_with('\\') {
+        return false;
+    }
     let mut escaped = false;
     for c in s.chars() {
         if escaped {
@@ -98,8 +146,8 @@ pub fn is_ws(c: char) -> bool {
 fn parse_line(
     text: &str,
     line: usize,
-    file: &Path,
-    section: &mut Option<String>,
+    file: &Arc<Path>,
+    section: &mut Option<Arc<str>>,
     out: &mut Vec<Assignment>,
     issues: &mut Vec<SyntaxIssue>,
 ) {
@@ -109,11 +157,12 @@ fn parse_line(
     }
     if let Some(rest) = l.strip_prefix('[') {
         match rest.strip_suffix(']') {
-            Some(name) => *section = Some(name.to_owned()),
+            Some(name) => *section = Some(Arc::from(name)),
             None => issues.push(SyntaxIssue {
                 file: file.to_path_buf(),
                 line,
                 message: format!("invalid section header {l:?}"),
+                too_long: false,
             }),
         }
         return;
@@ -123,6 +172,7 @@ fn parse_line(
             file: file.to_path_buf(),
             line,
             message: "assignment outside of any section".into(),
+                too_long: false,
         });
         return;
     };
@@ -131,6 +181,7 @@ fn parse_line(
             file: file.to_path_buf(),
             line,
             message: format!("missing '=' in {l:?}"),
+                too_long: false,
         });
         return;
     };
@@ -138,7 +189,7 @@ fn parse_line(
         section: sec,
         key: k.trim_matches(is_ws).to_owned(),
         value: v.trim_matches(is_ws).to_owned(),
-        file: file.to_path_buf(),
+        file: Arc::clone(file),
         line,
     });
 }
@@ -169,8 +220,11 @@ pub struct UnitFiles {
     /// The main file.
     pub fragment: PathBuf,
     /// Drop-ins, sorted by file name (the first directory on the search
-    /// path wins for equal names).
+    /// path wins for equal names). All regular files.
     pub dropins: Vec<PathBuf>,
+    /// Whether the fragment was listed as a regular file (not a symlink,
+    /// FIFO...): such a file is read without the final read for EOF.
+    pub fragment_regular: bool,
 }
 
 /// The names whose `.d/` directories apply to `name`: the type directory
@@ -203,7 +257,12 @@ fn dropin_dir_names(name: &str) -> Vec<String> {
 #[derive(Debug, Default)]
 pub struct DropinIndex {
     dirs: HashMap<PathBuf, HashSet<String>>,
-    search: Vec<PathBuf>,
+    /// The regular `*.service` files of the directories of the files
+    /// given (from the same listing).
+    regular: HashMap<PathBuf, HashSet<String>>,
+    /// The search path, each directory with its `*.d` names (looked up
+    /// once here, not per unit).
+    search: Vec<(PathBuf, HashSet<String>)>,
 }
 
 impl DropinIndex {
@@ -212,19 +271,26 @@ impl DropinIndex {
         let mut idx = DropinIndex::default();
         for f in files {
             let parent = parent_dir(f);
-            idx.add(parent);
+            if !idx.regular.contains_key(&parent) {
+                let regular = idx.add(parent.clone());
+                idx.regular.insert(parent, regular);
+            }
         }
         for d in SEARCH_PATH {
             let p = root.join(d);
-            idx.search.push(p.clone());
-            idx.add(p);
+            idx.add(p.clone());
+            let names = idx.dirs.get(&p).cloned().unwrap_or_default();
+            idx.search.push((p, names));
         }
         idx
     }
 
-    fn add(&mut self, dir: PathBuf) {
+    /// List `dir` once: its `*.d` names go into the index; its regular
+    /// `*.service` files are returned.
+    fn add(&mut self, dir: PathBuf) -> HashSet<String> {
+        let mut regular = HashSet::new();
         if self.dirs.contains_key(&dir) {
-            return;
+            return regular;
         }
         let mut names = HashSet::new();
         if let Ok(rd) = fs::read_dir(&dir) {
@@ -232,10 +298,13 @@ impl DropinIndex {
                 let n = e.file_name().to_string_lossy().into_owned();
                 if n.ends_with(".d") {
                     names.insert(n);
+                } else if n.ends_with(".service") && e.file_type().is_ok_and(|t| t.is_file()) {
+                    regular.insert(n);
                 }
             }
         }
         self.dirs.insert(dir, names);
+        regular
     }
 
     /// Find `file`'s drop-ins: in the directory of the file, then along the
@@ -255,12 +324,12 @@ impl DropinIndex {
         let dirs = std::iter::once((&parent, self.dirs.get(&parent))).chain(
             self.search
                 .iter()
-                .filter(|d| d.as_os_str() != parent.as_os_str())
-                .map(|d| (d, self.dirs.get(d))),
+                .filter(|(d, _)| d.as_os_str() != parent.as_os_str())
+                .map(|(d, names)| (d, Some(names))),
         );
         for (dir, present) in dirs {
             for sub in &subs {
-                if present.is_some_and(|p| !p.contains(sub)) {
+                if present.is_some_and(|p| p.is_empty() || !p.contains(sub)) {
                     continue;
                 }
                 let d = dir.join(sub);
@@ -285,10 +354,12 @@ impl DropinIndex {
                 }
             }
         }
+        let fragment_regular = self.regular.get(&parent).is_some_and(|r| r.contains(&name));
         Ok(UnitFiles {
             name,
             fragment: file.to_path_buf(),
             dropins: by_name.into_values().collect(),
+            fragment_regular,
         })
     }
 }
@@ -308,28 +379,63 @@ pub fn locate(root: &Root, file: &Path) -> anyhow::Result<UnitFiles> {
 /// Every assignment of the unit and its drop-ins, in application order,
 /// plus syntax issues.
 pub fn read_all(files: &UnitFiles) -> anyhow::Result<(Vec<Assignment>, Vec<SyntaxIssue>)> {
+    thread_local! {
+        /// One read buffer per thread, reused for every file.
+        static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
     let mut all = Vec::new();
     let mut issues = Vec::new();
-    let mut buf = Vec::new();
-    for f in std::iter::once(&files.fragment).chain(files.dropins.iter()) {
-        read_file(f, &mut buf).with_context(|| format!("cannot read {f:?}"))?;
-        let text = String::from_utf8_lossy(&buf);
-        let (a, i) = parse_ini(&text, f);
-        all.extend(a);
-        issues.extend(i);
-    }
+    let fragment = std::iter::once((&files.fragment, files.fragment_regular));
+    let dropins = files.dropins.iter().map(|d| (d, true));
+    BUF.with_borrow_mut(|buf| -> anyhow::Result<()> {
+        for (f, regular) in fragment.chain(dropins) {
+            let len = read_file(f, buf, regular).with_context(|| format!("cannot read {f:?}"))?;
+            let bytes = &buf[..len];
+            // Valid UTF-8 (the usual case) is checked by the fast path.
+            let text = match std::str::from_utf8(bytes) {
+                Ok(t) => Cow::Borrowed(t),
+                Err(_) => String::from_utf8_lossy(bytes),
+            };
+            let (a, i) = parse_ini(&text, f);
+            if all.is_empty() {
+                all = a;
+            } else {
+                all.extend(a);
+            }
+            issues.extend(i);
+        }
+        Ok(())
+    })?;
     Ok((all, issues))
 }
 
-/// Read a whole file into `buf` (cleared first, its capacity reused):
-/// open, read until EOF, close. `fs::read` and `File::read_to_end` ask for
-/// the size first (statx and lseek); going through `Take` uses the
-/// generic loop, which reads straight into the spare capacity instead.
-pub fn read_file(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    buf.clear();
-    buf.reserve(16 * 1024);
-    fs::File::open(path)?.take(u64::MAX).read_to_end(buf)?;
-    Ok(())
+/// Read a whole file into the start of `buf`, a buffer kept initialised
+/// and reused across calls (grown when a file fills it); returns the
+/// length read. One open, read and close per file: for a `regular` file a
+/// short read is its end (Linux reads regular files in full up to EOF), so
+/// the extra read that would return 0 is skipped; anything else (a
+/// symlink, a FIFO) is read until a read returns 0.
+pub fn read_file(path: &Path, buf: &mut Vec<u8>, regular: bool) -> std::io::Result<usize> {
+    if buf.len() < 64 * 1024 {
+        buf.resize(64 * 1024, 0);
+    }
+    let mut f = fs::File::open(path)?;
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let want = buf.len() - len;
+        let n = match f.read(&mut buf[len..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        len += n;
+        if n == 0 || (regular && n < want) {
+            return Ok(len);
+        }
+    }
 }
 
 #[cfg(test)]

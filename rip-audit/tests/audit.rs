@@ -238,6 +238,66 @@ fn differential_1200_generated_units_match_systemd_analyze() {
     );
 }
 
+#[test]
+fn scores_format_equals_the_full_mode_on_generated_units() {
+    let dir = test_dir("scores-format");
+    let files = gen::write_units(&dir, 0x5c0f_e5ed, 1200);
+    let paths: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    let mut full_args = vec!["--observe=no", "--unit"];
+    full_args.extend(&paths);
+    let mut lean_args = vec!["--format", "scores", "--unit"];
+    lean_args.extend(&paths);
+
+    let (_, full, out) = rip_audit(&full_args, "");
+    assert_eq!(
+        full.len(),
+        files.len(),
+        "{}",
+        show("rip-audit --unit", &out)
+    );
+    let (code, lean, out) = rip_audit(&lean_args, "");
+
+    assert_eq!(code, 0, "{}", show("rip-audit --format scores", &out));
+    assert_eq!(
+        lean.len(),
+        files.len(),
+        "{}",
+        show("rip-audit --format scores", &out)
+    );
+    for (f, l) in full.iter().zip(&lean) {
+        let u = &f["rip_audit"]["unit"];
+        let failing: Vec<Value> = u["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["badness"].as_u64().is_some_and(|b| b > 0))
+            .map(|r| r["json_field"].clone())
+            .collect();
+        let expected = serde_json::json!({
+            "unit": u["name"], "path": u["path"], "loaded": u["loaded"],
+            "score": u["score"], "exposure": u["exposure"], "label": u["label"],
+            "failing": failing,
+        });
+        assert_eq!(l, &expected);
+    }
+    // --threshold sets exit 1 exactly when a score is above it.
+    let max = lean
+        .iter()
+        .map(|l| l["score"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    let (at, _, _) = rip_audit(
+        &[&["--threshold", &max.to_string()], &lean_args[..]].concat(),
+        "",
+    );
+    let below = (max - 1).to_string();
+    let (under, _, _) = rip_audit(
+        &[&["--threshold", below.as_str()], &lean_args[..]].concat(),
+        "",
+    );
+    assert_eq!((at, under), (0, 1));
+}
+
 // ---------------------------------------------------------------------
 // Temp-root fixtures: one failing and one passing case per finding.
 // ---------------------------------------------------------------------
@@ -826,6 +886,23 @@ fn text_format_prints_a_summary() {
     assert_eq!(code, 0, "{text}");
     assert!(text.starts_with("unit "), "{text}");
     assert!(text.contains("app1") && text.contains("app3"), "{text}");
+}
+
+#[test]
+fn scores_format_with_app_specs_gives_one_line_per_app() {
+    let fx = Fx::good("scores-specs");
+    fx.groups("app1,app2", "");
+    std::fs::remove_file(fx.path("/etc/systemd/system/app3.service")).unwrap();
+
+    let (code, recs, out) = fx.run(&["--format", "scores"], APPS);
+    let (_, full, _) = fx.run(&[], APPS);
+
+    assert_eq!(code, 0, "{}", show("rip-audit --format scores", &out));
+    let apps: Vec<&str> = recs.iter().map(|r| r["app"].as_str().unwrap()).collect();
+    assert_eq!(apps, ["app1", "app2", "app3"]);
+    assert_eq!(recs[0]["score"], full[0]["rip_audit"]["unit"]["score"]);
+    assert_eq!(recs[0]["unit"], "app1.service");
+    assert!(recs[2]["unit"].is_null() && recs[2]["score"].is_null());
 }
 
 #[test]

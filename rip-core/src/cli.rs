@@ -6,7 +6,17 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
-use crate::io::{read_records, record_from_value, Record};
+use crate::exit::note;
+use crate::io::{read_records, record_from_value, unknown_keys, Record};
+
+/// The running tool's name, for messages.
+fn program_name() -> String {
+    std::env::args()
+        .next()
+        .as_deref()
+        .and_then(|a| a.rsplit('/').next().map(str::to_owned))
+        .unwrap_or_else(|| "rip".to_owned())
+}
 use crate::root::Root;
 
 /// `--root` and `--dry-run`, for tools that change the system.
@@ -80,6 +90,14 @@ pub struct InputArgs {
         help_heading = "One app from flags"
     )]
     pub home: Option<String>,
+
+    /// Accept an input with no app at all
+    ///
+    /// Empty input is an error by default: in a pipeline it usually means an
+    /// earlier tool failed, and acting on "no apps" would, for example, empty
+    /// the Prometheus targets.
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 impl InputArgs {
@@ -109,11 +127,33 @@ impl InputArgs {
 
     /// Read the records: from the flags when `--app` is given, else from
     /// `stdin`. Every record is validated before this returns.
+    ///
+    /// Empty input is refused unless `--allow-empty` was given. Unknown keys
+    /// that look like typos are reported on stderr and kept.
     pub fn records(&self, stdin: impl Read) -> anyhow::Result<Vec<Record>> {
-        match self.flag_spec() {
-            Some(spec) => Ok(vec![record_from_value(spec)?]),
-            None => read_records(stdin),
+        let records = match self.flag_spec() {
+            Some(spec) => vec![record_from_value(spec)?],
+            None => read_records(stdin)?,
+        };
+        if records.is_empty() && !self.allow_empty {
+            anyhow::bail!(
+                "no app specs on stdin (an earlier tool in the pipeline may have failed); \
+                 pass --allow-empty to act on an empty fleet"
+            );
         }
+        for r in &records {
+            for key in unknown_keys(&r.raw) {
+                note(
+                    &program_name(),
+                    format!(
+                        "warning: record {} (line {}), app {:?}: unknown key {key:?} passed through \
+                         untouched (prefix it with x- to silence this)",
+                        r.index, r.line, r.spec.name
+                    ),
+                );
+            }
+        }
+        Ok(records)
     }
 }
 

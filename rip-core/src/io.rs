@@ -4,8 +4,11 @@
 //! JSON array of specs. Output is NDJSON: each input record, untouched, plus
 //! one key added by the tool that saw it.
 
+use std::collections::HashSet;
+use std::fmt;
 use std::io::{self, BufRead, Read, Write};
 
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -68,6 +71,101 @@ fn syntax_error(record: usize, line: usize, message: String) -> InputError {
     }
 }
 
+/// Walks a JSON value and fails on the first object with a key given twice:
+/// JSON parsers keep the last one silently, so `{"name":"a","name":"b"}`
+/// would mean something other than what a reader of the file sees.
+struct NoDuplicateKeys;
+
+impl<'de> Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(self)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(de::Error::custom(format!("the key {key:?} is given twice")));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(self)
+    }
+}
+
+/// Keys of the app spec (see [`crate::spec::RawSpec`]); others are passed
+/// through untouched, with a warning unless they look deliberate.
+const SPEC_KEYS: &[&str] = &[
+    "name",
+    "user",
+    "group",
+    "home",
+    "shell",
+    "description",
+    "exec",
+    "workdir",
+    "listen",
+    "metrics",
+    "backups",
+    "env",
+    "env_files",
+    "secrets",
+    "runtime",
+    "profile",
+    "rw_paths",
+    "limits",
+    "outbound_https",
+    "host",
+    "labels",
+    "perms",
+];
+
+/// Unknown top-level keys that are probably typos: not a spec key, not an
+/// earlier tool's result (`rip_*`) and not an extension (`x-*`, `x_*`).
+pub fn unknown_keys(raw: &Map<String, Value>) -> Vec<&str> {
+    raw.keys()
+        .map(String::as_str)
+        .filter(|k| {
+            !SPEC_KEYS.contains(k)
+                && !k.starts_with("rip_")
+                && !k.starts_with("x-")
+                && !k.starts_with("x_")
+        })
+        .collect()
+}
+
 /// Split input text into JSON values with the line each starts on.
 fn split_values(text: &[u8]) -> Result<Vec<(usize, Value)>, InputError> {
     let start = skip_ws(text, 0);
@@ -100,7 +198,17 @@ fn split_values(text: &[u8]) -> Result<Vec<(usize, Value)>, InputError> {
         let line = line_of(text, pos);
         let mut stream = serde_json::Deserializer::from_slice(&text[pos..]).into_iter::<Value>();
         match stream.next() {
-            Some(Ok(v)) => out.push((line, v)),
+            Some(Ok(v)) => {
+                let end = pos + stream.byte_offset();
+                if let Err(e) = serde_json::from_slice::<NoDuplicateKeys>(&text[pos..end]) {
+                    return Err(syntax_error(
+                        out.len() + 1,
+                        line + e.line().saturating_sub(1),
+                        e.to_string(),
+                    ));
+                }
+                out.push((line, v))
+            }
             Some(Err(e)) => {
                 return Err(syntax_error(
                     out.len() + 1,
@@ -244,6 +352,26 @@ mod tests {
             err.to_string(),
             "record 2 (line 2), app \"b\", field \"home\": path \"rel\" is not absolute"
         );
+    }
+
+    #[test]
+    fn rejects_duplicate_keys_at_any_depth() {
+        for text in [
+            &br#"{"name":"a","name":"b"}"#[..],
+            br#"{"name":"a","env":{"X":"1","X":"2"}}"#,
+            b"[\n{\"name\":\"a\"},\n{\"name\":\"b\",\"home\":\"/home/b\",\"home\":\"/home/c\"}]",
+        ] {
+            let err = parse_records(text).unwrap_err();
+
+            assert!(err.message.contains("given twice"), "{err}");
+        }
+    }
+
+    #[test]
+    fn flags_likely_typos_only() {
+        let recs = parse_records(br#"{"name":"a","backup":{},"x-team":1,"rip_user":{}}"#).unwrap();
+
+        assert_eq!(unknown_keys(&recs[0].raw), vec!["backup"]);
     }
 
     #[test]

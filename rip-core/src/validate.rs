@@ -62,10 +62,32 @@ fn bad(field: impl Into<String>, message: impl Into<String>) -> FieldError {
 }
 
 /// Top-level directories an app's home or writable path must never be in.
+/// All of /var is refused: daemons, spools, logs and package databases live
+/// there, and a chown of any of them hands a system file to an app.
 const SYSTEM_DIRS: &[&str] = &[
-    "bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "root", "run", "sbin",
-    "sys", "tmp", "usr",
+    "bin",
+    "boot",
+    "dev",
+    "etc",
+    "lib",
+    "lib32",
+    "lib64",
+    "libx32",
+    "lost+found",
+    "proc",
+    "root",
+    "run",
+    "sbin",
+    "snap",
+    "sys",
+    "tmp",
+    "usr",
+    "var",
 ];
+
+/// Longest string accepted anywhere in a record, in bytes: far below
+/// systemd's line limit, far above any real path, argument or label.
+pub const MAX_STRING: usize = 4096;
 
 /// Whether `name` is a valid app, user or group name:
 /// `^[a-z_][a-z0-9_-]{0,30}$`.
@@ -130,6 +152,15 @@ fn check_not_system(field: &str, path: &str, what: &str) -> Result<(), FieldErro
 fn check_no_control(path: &str, value: &Value) -> Result<(), FieldError> {
     match value {
         Value::String(s) => {
+            if s.len() > MAX_STRING {
+                return Err(bad(
+                    path,
+                    format!(
+                        "is {} bytes long; at most {MAX_STRING} are allowed",
+                        s.len()
+                    ),
+                ));
+            }
             if let Some(c) = s.chars().find(|c| c.is_control()) {
                 return Err(bad(
                     path,
@@ -138,6 +169,9 @@ fn check_no_control(path: &str, value: &Value) -> Result<(), FieldError> {
             }
         }
         Value::Array(items) => {
+            if items.len() > 1024 {
+                return Err(bad(path, "has more than 1024 items"));
+            }
             for (i, item) in items.iter().enumerate() {
                 check_no_control(&format!("{path}[{i}]"), item)?;
             }
@@ -378,6 +412,7 @@ fn check_resolved(spec: &AppSpec) -> Result<(), FieldError> {
     if spec.limits.tasks_max == Some(0) || spec.limits.nofile == Some(0) {
         return Err(bad("limits", "tasks_max and nofile must be at least 1"));
     }
+    check_path_relations(spec)?;
     for k in spec.labels.keys() {
         let mut chars = k.chars();
         let ok = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -393,6 +428,49 @@ fn check_resolved(spec: &AppSpec) -> Result<(), FieldError> {
             return Err(bad(
                 format!("labels.{k}"),
                 "is set by rip-scrape and cannot be overridden",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The writable paths must never cover what the app runs from: a
+/// compromised app could otherwise replace its own binary.
+fn check_path_relations(spec: &AppSpec) -> Result<(), FieldError> {
+    let bin = spec.bin_dir();
+    let data = spec.data_dir();
+    let exe = Path::new(&spec.exec[0]);
+    if let Some(dir) = &spec.backup_dir {
+        if data.starts_with(dir) || bin.starts_with(dir) || dir.starts_with(&bin) {
+            return Err(bad(
+                "backups.dir",
+                format!(
+                    "{dir:?} must not be or contain {data:?} or {bin:?}, nor lie in {bin:?}: \
+                     snapshots get their own directory"
+                ),
+            ));
+        }
+    }
+    for (i, p) in spec.rw_paths.iter().enumerate() {
+        if spec.home.starts_with(p)
+            || bin.starts_with(p)
+            || p.starts_with(&bin)
+            || exe.starts_with(p)
+        {
+            return Err(bad(
+                format!("rw_paths[{i}]"),
+                format!("{p:?} would make the home, bin/ or the app's binary writable"),
+            ));
+        }
+    }
+    let writable = std::iter::once(&data)
+        .chain(spec.backup_dir.iter())
+        .chain(spec.rw_paths.iter());
+    for w in writable {
+        if exe.starts_with(w) {
+            return Err(bad(
+                "exec[0]",
+                format!("the binary {exe:?} lies in the writable path {w:?}; put it in {bin:?}"),
             ));
         }
     }
@@ -508,6 +586,58 @@ mod tests {
     #[test]
     fn accepts_name_of_31_chars() {
         assert!(is_valid_name(&format!("a{}", "b".repeat(30))));
+    }
+
+    #[test]
+    fn rejects_var_and_its_subtrees() {
+        for home in ["/var/spool/cron", "/var/lib/dpkg", "/var/log/app"] {
+            let json = serde_json::json!({ "name": "a", "home": home });
+
+            assert!(check_record(json.as_object().unwrap()).is_err(), "{home}");
+        }
+        let json = serde_json::json!({ "name": "a", "rw_paths": ["/var/log"] });
+        assert!(check_record(json.as_object().unwrap()).is_err());
+    }
+
+    #[test]
+    fn rejects_over_long_strings() {
+        let json = serde_json::json!({ "name": "a", "description": "x".repeat(MAX_STRING + 1) });
+
+        let err = check_record(json.as_object().unwrap()).unwrap_err();
+
+        assert_eq!(err.field, "description");
+    }
+
+    #[test]
+    fn writable_paths_never_cover_the_binary() {
+        for (json, field) in [
+            (
+                r#"{"name":"a","backups":{"dir":"/home/a/bin"}}"#,
+                "backups.dir",
+            ),
+            (
+                r#"{"name":"a","backups":{"dir":"/home/a/data"}}"#,
+                "backups.dir",
+            ),
+            (r#"{"name":"a","rw_paths":["/home/a"]}"#, "rw_paths[0]"),
+            (
+                r#"{"name":"a","rw_paths":["/home/a/bin/x"]}"#,
+                "rw_paths[0]",
+            ),
+            (r#"{"name":"a","exec":["/home/a/data/a"]}"#, "exec[0]"),
+        ] {
+            let err = check_record(&record(json)).unwrap_err();
+
+            assert_eq!(err.field, field, "{json}");
+        }
+    }
+
+    #[test]
+    fn backups_outside_data_but_in_home_are_fine() {
+        assert!(check_record(&record(
+            r#"{"name":"a","backups":{"dir":"/home/a/backups"}}"#
+        ))
+        .is_ok());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod guard;
 pub mod layout;
 pub mod policy;
 pub mod report;
@@ -139,10 +140,23 @@ fn plan(
 }
 
 fn show_policy(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> anyhow::Result<Exit> {
-    let records = if args.input.app.is_none() && std::io::stdin().is_terminal() {
+    let records = if args.input.app.is_some() {
+        args.input.records(stdin)?
+    } else if std::io::stdin().is_terminal() {
         Vec::new()
     } else {
-        args.input.records(stdin)?
+        // Empty input here means "print the default policy", not an
+        // upstream failure.
+        let mut text = Vec::new();
+        let mut stdin = stdin;
+        stdin
+            .read_to_end(&mut text)
+            .context("cannot read the app specs on stdin")?;
+        if text.iter().all(u8::is_ascii_whitespace) {
+            Vec::new()
+        } else {
+            args.input.records(&text[..])?
+        }
     };
     if records.is_empty() {
         serde_json::to_writer_pretty(&mut stdout, &Policy::default())?;
@@ -174,6 +188,22 @@ pub fn run(args: &cli::Cli, stdin: impl Read, mut stdout: impl Write) -> anyhow:
     let plans = plan(&records, Some(&accounts), args.system.dry_run)?;
     let root_fd = sys::open_root(root.dir())
         .with_context(|| format!("cannot open the root directory {:?}", root.dir()))?;
+    // Refuse someone else's tree (a system directory, another account's
+    // home, a directory another account owns) before touching anything.
+    let homes = guard::other_homes(root_fd.as_fd(), &accounts);
+    let (euid, egid) = (sys::euid(), sys::egid());
+    for (r, p) in records.iter().zip(&plans) {
+        let owners = guard::Owners {
+            accounts: &accounts,
+            user: &r.spec.user,
+            uid: p.layout.uid,
+            gid: p.layout.gid,
+            euid,
+            egid,
+        };
+        guard::check_spec(root_fd.as_fd(), &r.spec, &homes, &owners)
+            .map_err(|e| r.error(&e.field, e.message))?;
+    }
     sys::raise_nofile();
 
     let opts = app::Opts {

@@ -281,15 +281,6 @@ impl Policy {
             if m.0 & 0o4000 != 0 {
                 return Err(err(field, format!("{m} has the setuid bit")));
             }
-            if m.0 & 0o002 != 0 {
-                return Err(err(field, format!("{m} is writable by others")));
-            }
-        }
-        if self.home.dir.0 & 0o006 != 0 {
-            return Err(err(
-                "home.dir",
-                format!("{} lets others read or write the home", self.home.dir),
-            ));
         }
         let files = [
             ("bin.file", self.bin.file),
@@ -309,26 +300,54 @@ impl Policy {
             if m.0 & 0o400 == 0 {
                 return Err(err(field, format!("{m} does not let the owner read")));
             }
-            if m.0 & 0o002 != 0 {
-                return Err(err(field, format!("{m} is writable by others")));
-            }
         }
-        for (field, m) in [
-            ("database.file", self.database.file),
-            ("key.file", self.key.file),
-        ] {
-            if m.0 & 0o077 != 0 {
+        // Nothing for others anywhere, never group write, group read only
+        // on the backups dir and the snapshots; the group's search bit on
+        // the home and the directories down to the backups dir comes from
+        // `backups.traverse` alone (and only when backups are enabled).
+        let allowed = [
+            ("home.dir", self.home.dir, 0),
+            ("bin.dir", self.bin.dir, 0),
+            ("data.dir", self.data.dir, 0),
+            ("other.dir", self.other.dir, 0),
+            ("backups.dir", self.backups.dir, 0o050),
+            ("bin.file", self.bin.file, 0),
+            ("data.file", self.data.file, 0),
+            ("other.file", self.other.file, 0),
+            ("database.file", self.database.file, 0),
+            ("key.file", self.key.file, 0),
+            ("backups.file", self.backups.file, 0o040),
+            ("backups.traverse", self.backups.traverse, 0o010),
+        ];
+        for (field, m, group_ok) in allowed {
+            if m.0 & 0o007 != 0 {
                 return Err(err(
                     field,
-                    format!("{m}: live databases and keys are never accessible to group or others"),
+                    format!("{m} gives others access; app trees are never open to others"),
+                ));
+            }
+            let extra = m.0 & 0o070 & !group_ok;
+            if extra != 0 {
+                let what = match field {
+                    "backups.dir" => "the group may only read and search the backups dir (0050)",
+                    "backups.file" => "the group may only read snapshots (0040)",
+                    "backups.traverse" => "traverse may only hold the group's search bit (0010)",
+                    _ => {
+                        "only the backups dir and snapshots are open to the group; the search \
+                         bit on the home and data comes from backups.traverse"
+                    }
+                };
+                return Err(err(
+                    field,
+                    format!("{m} gives the group {extra:03o}: {what}"),
                 ));
             }
         }
-        if self.backups.traverse.0 & !0o011 != 0 {
+        if self.backups.traverse.0 & !0o010 != 0 {
             return Err(err(
                 "backups.traverse",
                 format!(
-                    "{} may only hold search bits (0010 for the group, 0001 for others)",
+                    "{} may only hold the group's search bit (0010) or nothing",
                     self.backups.traverse
                 ),
             ));
@@ -398,9 +417,9 @@ mod tests {
 
     #[test]
     fn override_merges_one_field() {
-        let p = Policy::for_spec(Some(&json!({"data": {"file": "0640"}}))).unwrap();
+        let p = Policy::for_spec(Some(&json!({"data": {"file": "0400"}}))).unwrap();
 
-        assert_eq!(p.data.file, Mode(0o640));
+        assert_eq!(p.data.file, Mode(0o400));
         assert_eq!(p.data.dir, Mode(0o700));
     }
 
@@ -451,6 +470,52 @@ mod tests {
     #[test]
     fn traverse_must_be_search_bits() {
         assert!(Policy::for_spec(Some(&json!({"backups": {"traverse": "0050"}}))).is_err());
+    }
+
+    #[test]
+    fn red_team_perms_widening_is_rejected() {
+        // The red-team finding: overrides that open the tree to others or
+        // the group were accepted.
+        let cases = [
+            (json!({"home": {"dir": "0711"}}), "perms.home.dir"),
+            (json!({"data": {"dir": "0711"}}), "perms.data.dir"),
+            (json!({"data": {"file": "0644"}}), "perms.data.file"),
+            (json!({"data": {"file": "0640"}}), "perms.data.file"),
+            (
+                json!({"backups": {"traverse": "0011"}}),
+                "perms.backups.traverse",
+            ),
+            (
+                json!({"backups": {"traverse": "0001"}}),
+                "perms.backups.traverse",
+            ),
+            (json!({"backups": {"dir": "2751"}}), "perms.backups.dir"),
+            (json!({"backups": {"dir": "2770"}}), "perms.backups.dir"),
+            (json!({"backups": {"file": "0660"}}), "perms.backups.file"),
+            (json!({"backups": {"file": "0644"}}), "perms.backups.file"),
+            (json!({"bin": {"dir": "0750"}}), "perms.bin.dir"),
+            (json!({"bin": {"file": "0755"}}), "perms.bin.file"),
+            (json!({"bin": {"file": "0710"}}), "perms.bin.file"),
+            (json!({"other": {"dir": "0705"}}), "perms.other.dir"),
+            (json!({"other": {"file": "0604"}}), "perms.other.file"),
+            (json!({"home": {"dir": "0710"}}), "perms.home.dir"),
+            (json!({"key": {"file": "0601"}}), "perms.key.file"),
+        ];
+        for (v, field) in cases {
+            let e = Policy::for_spec(Some(&v)).unwrap_err();
+            assert_eq!(e.field, field, "{v}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn narrowing_overrides_are_accepted() {
+        let v = json!({
+            "bin": {"file": "0500", "dir": "0700"},
+            "data": {"file": "0400"},
+            "backups": {"dir": "2710", "file": "0440", "traverse": "0000"},
+        });
+
+        assert!(Policy::for_spec(Some(&v)).is_ok());
     }
 
     #[test]

@@ -180,6 +180,28 @@ impl Partial {
         }
     }
 
+    /// Record a refused directory of the app's layout (the home, `bin/`,
+    /// `data/`, the backups dir, an `rw_paths` entry or a directory on the
+    /// way to one): listed as refused, and also as an error, since the
+    /// layout is then not in place (exit 2).
+    pub fn refuse_layout(
+        &mut self,
+        path: &[u8],
+        kind: &'static str,
+        reason: &'static str,
+        detail: String,
+    ) {
+        self.fail(
+            path,
+            format!(
+                "{reason}: a directory of the app's layout was refused ({detail}); the layout \
+                 is not in place: make it a real directory owned by the app (or remove it) and \
+                 run rip-perms again"
+            ),
+        );
+        self.refuse(path, kind, reason, detail);
+    }
+
     /// Record a failure.
     pub fn fail(&mut self, path: &[u8], error: impl std::fmt::Display) {
         self.counts.errors += 1;

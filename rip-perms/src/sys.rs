@@ -356,6 +356,12 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The effective group id of this process.
+pub fn egid() -> u32 {
+    // SAFETY: getegid cannot fail.
+    unsafe { libc::getegid() }
+}
+
 /// Raise the soft limit of open files to the hard limit (deep trees keep
 /// one fd per pending directory level).
 pub fn raise_nofile() {

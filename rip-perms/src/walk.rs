@@ -294,34 +294,56 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// Refuse an entry; `layout` when it is a named directory of the
+    /// layout, which makes it an error too (see [`Partial::refuse_layout`]).
+    fn refuse_at(
+        &mut self,
+        layout: bool,
+        path: &[u8],
+        kind: &'static str,
+        reason: &'static str,
+        detail: String,
+    ) {
+        if layout {
+            self.out.refuse_layout(path, kind, reason, detail);
+        } else {
+            self.out.refuse(path, kind, reason, detail);
+        }
+    }
+
     fn check_fs(
         &mut self,
         st: &Stat,
         root: usize,
         path: &dyn Fn() -> Vec<u8>,
         kind: &'static str,
+        layout: bool,
     ) -> bool {
         let r = &self.ctx.roots[root];
         if st.dev != r.dev {
-            self.out.refuse(
+            let (a, b) = (r.dev, st.dev);
+            self.refuse_at(
+                layout,
                 &path(),
                 kind,
                 reason::OTHER_FS,
                 format!(
                     "on device {}:{}, not the tree's {}:{}; not touched, not entered",
-                    st.dev.0, st.dev.1, r.dev.0, r.dev.1
+                    b.0, b.1, a.0, a.1
                 ),
             );
             return false;
         }
         if r.mnt_id != 0 && st.mnt_id != 0 && st.mnt_id != r.mnt_id {
-            self.out.refuse(
+            let rm = r.mnt_id;
+            self.refuse_at(
+                layout,
                 &path(),
                 kind,
                 reason::MOUNT_POINT,
                 format!(
-                    "a mount point (mount {} inside mount {}); not touched, not entered",
-                    st.mnt_id, r.mnt_id
+                    "a mount point (mount {} inside mount {rm}); not touched, not entered",
+                    st.mnt_id
                 ),
             );
             return false;
@@ -329,16 +351,18 @@ impl<'a> Worker<'a> {
         true
     }
 
-    fn open_failed(&mut self, path: &[u8], e: io::Error) {
+    fn open_failed(&mut self, path: &[u8], e: io::Error, layout: bool) {
         match e.raw_os_error() {
-            Some(libc::ELOOP) | Some(libc::ENOTDIR) => self.out.refuse(
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => self.refuse_at(
+                layout,
                 path,
                 "dir",
                 reason::RACE,
                 "was a directory when listed, is now a symlink or not a directory; not followed"
                     .to_owned(),
             ),
-            Some(libc::ENOENT) => self.out.refuse(
+            Some(libc::ENOENT) => self.refuse_at(
+                layout,
                 path,
                 "dir",
                 reason::VANISHED,
@@ -364,7 +388,7 @@ impl<'a> Worker<'a> {
             DirSrc::At(parent, name) => {
                 let fd = match sys::open_dir_at(parent.as_fd(), &name) {
                     Ok(fd) => fd,
-                    Err(e) => return self.open_failed(&path, e),
+                    Err(e) => return self.open_failed(&path, e, node.is_some()),
                 };
                 drop(parent);
                 match sys::stat_fd(fd.as_fd()) {
@@ -374,7 +398,7 @@ impl<'a> Worker<'a> {
             }
         };
         self.out.counts.seen += 1;
-        if !self.check_fs(&st, root, &|| path.clone(), "dir") {
+        if !self.check_fs(&st, root, &|| path.clone(), "dir", node.is_some()) {
             return;
         }
         let layout = self.ctx.layout;
@@ -524,7 +548,7 @@ impl<'a> Worker<'a> {
             (Some(Kind::File), Some(st)) => {
                 self.out.counts.seen += 1;
                 if cnode.is_some() {
-                    return self.out.refuse(
+                    return self.out.refuse_layout(
                         &join(d.path, nb),
                         "file",
                         reason::NOT_A_DIR,
@@ -538,7 +562,8 @@ impl<'a> Worker<'a> {
                 let path = join(d.path, nb);
                 let target = sys::readlink_at(d.fd.as_fd(), name).unwrap_or_default();
                 let out = escapes(&self.ctx.roots[d.root].path, d.path, &target);
-                self.out.refuse(
+                self.refuse_at(
+                    cnode.is_some(),
                     &path,
                     "symlink",
                     if out {
@@ -555,7 +580,8 @@ impl<'a> Worker<'a> {
             (k, _) => {
                 self.out.counts.seen += 1;
                 let k = k.unwrap_or(Kind::Unknown);
-                self.out.refuse(
+                self.refuse_at(
+                    cnode.is_some(),
                     &join(d.path, nb),
                     k.as_str(),
                     reason::SPECIAL_FILE,
@@ -572,7 +598,7 @@ impl<'a> Worker<'a> {
     fn file(&mut self, d: &Here<'_>, name: &CStr, st: Stat, held: Option<OwnedFd>) -> bool {
         let layout = self.ctx.layout;
         let path = || join(d.path, name.to_bytes());
-        if !self.check_fs(&st, d.root, &path, "file") || !self.check_links(&st, &path) {
+        if !self.check_fs(&st, d.root, &path, "file", false) || !self.check_links(&st, &path) {
             return false;
         }
         let (want, label) = layout.file_mode(d.class, name.to_bytes());
@@ -630,7 +656,9 @@ impl<'a> Worker<'a> {
                     );
                     return true;
                 }
-                if !self.check_fs(&now, d.root, &path, "file") || !self.check_links(&now, &path) {
+                if !self.check_fs(&now, d.root, &path, "file", false)
+                    || !self.check_links(&now, &path)
+                {
                     return true;
                 }
                 (fd, now)

@@ -195,6 +195,14 @@ fn results(out: &Output) -> Vec<Value> {
         .collect()
 }
 
+/// The one `rip_perms` result of a run, whatever its exit status.
+fn record_of(out: &Output) -> Value {
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "stdout: {text}");
+    serde_json::from_str::<Value>(lines[0]).unwrap()["rip_perms"].clone()
+}
+
 fn one(out: &Output) -> Value {
     let mut r = results(out);
     assert_eq!(r.len(), 1);
@@ -393,11 +401,11 @@ fn spec_overrides_the_policy() {
 
     one(&s.run(
         &[],
-        r#"{"name":"app1","perms":{"bin":{"file":"0500"},"data":{"file":"0640"}}}"#,
+        r#"{"name":"app1","perms":{"bin":{"file":"0500"},"data":{"file":"0400"}}}"#,
     ));
 
     assert_eq!(meta(&s.home("app1").join("bin/app1")).2, 0o500);
-    assert_eq!(meta(&s.home("app1").join("data/report.csv")).2, 0o640);
+    assert_eq!(meta(&s.home("app1").join("data/report.csv")).2, 0o400);
 }
 
 #[test]
@@ -573,7 +581,7 @@ fn show_policy_prints_default_and_per_app() {
         &["--show-policy"],
         &format!(
             "{APP1_BACKUPS}\n{}\n",
-            r#"{"name":"app2","perms":{"data":{"file":"0640"}}}"#
+            r#"{"name":"app2","perms":{"data":{"file":"0400"}}}"#
         ),
     );
 
@@ -588,7 +596,7 @@ fn show_policy_prints_default_and_per_app() {
     assert_eq!(lines[0]["layout"][0]["path"], "/home/app1");
     assert_eq!(lines[0]["layout"][0]["dir"], "0710");
     assert_eq!(lines[1]["layout"][0]["dir"], "0700");
-    assert_eq!(lines[1]["policy"]["data"]["file"], "0640");
+    assert_eq!(lines[1]["policy"]["data"]["file"], "0400");
     assert!(!s.home("app1").exists());
 }
 
@@ -652,7 +660,11 @@ fn a_file_where_the_layout_needs_a_directory_is_refused() {
     write(&s.home("app1").join("data"), 0o644, APP_UID);
     chown(&s.home("app1"), APP_UID);
 
-    let r = one(&s.run(&[], r#"{"name":"app1"}"#));
+    // A layout directory refused is an error (exit 2), the record is
+    // still written.
+    let out = s.run(&[], r#"{"name":"app1"}"#);
+    assert_eq!(out.status.code(), Some(2));
+    let r = record_of(&out);
 
     assert_eq!(
         reasons(&r).get("/home/app1/data").map(String::as_str),
@@ -988,4 +1000,252 @@ fn racing_symlink_swap_never_escapes() {
     assert!(runs >= 1000, "only {runs} runs in the time bound");
     assert!(swaps.load(Ordering::Relaxed) >= 1000);
     assert_eq!(snapshot(&v), before);
+}
+
+// ------------------------------------------------ red-team review findings
+
+/// Append a line to `<root>/etc/passwd` (and its group to `<root>/etc/group`).
+fn add_account(s: &Scratch, name: &str, id: u32, home: &str) {
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(s.root.join("etc/passwd"))
+        .unwrap();
+    writeln!(f, "{name}:x:{id}:{id}::{home}:/usr/sbin/nologin").unwrap();
+    let mut g = fs::OpenOptions::new()
+        .append(true)
+        .open(s.root.join("etc/group"))
+        .unwrap();
+    writeln!(g, "{name}:x:{id}:").unwrap();
+}
+
+/// Exit 2 before anything is written, the message naming app and field.
+fn assert_refused_up_front(out: &Output, app: &str, field: &str, words: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(out.stdout.is_empty(), "nothing may be written on refusal");
+    assert!(
+        err.contains(&format!("{app:?}")) && err.contains(&format!("{field:?}")),
+        "the error must name app {app:?} and field {field:?}: {err}"
+    );
+    for w in words {
+        assert!(err.contains(w), "{w:?} missing from: {err}");
+    }
+}
+
+/// Red team HIGH: a home in a system spool (root's crontab inside) was
+/// taken over. The lead's rip-core refuses /var too; rip-perms must refuse
+/// it on its own whichever layer answers first, and touch nothing.
+#[test]
+fn red_team_high_system_tree_home_is_never_taken_over() {
+    let s = Scratch::new("rt_high_system_tree");
+    let tab = s.root.join("var/spool/cron/crontabs/root");
+    write(&tab, 0o600, 0);
+    mkdir(&s.root.join("var/log"), 0o755, 0);
+    write(&s.root.join("var/log/syslog"), 0o640, 0);
+    let before = snapshot(&s.root.join("var"));
+
+    let home = s.run(&[], r#"{"name":"app1","home":"/var/spool/cron"}"#);
+    let rw = s.run(&[], r#"{"name":"app1","rw_paths":["/var/log"]}"#);
+
+    assert_refused_up_front(&home, "app1", "home", &[]);
+    assert_refused_up_front(&rw, "app1", "rw_paths[0]", &[]);
+    assert_unchanged(&before, &snapshot(&s.root.join("var")), "system tree");
+    assert!(!s.home("app1").exists());
+}
+
+/// Red team HIGH: `rw_paths:["/home/backup"]` handed the backup user's
+/// authorized_keys to the app. The path equals another account's home.
+#[test]
+fn red_team_high_rw_path_on_another_accounts_home_is_refused() {
+    let s = Scratch::new("rt_high_other_home");
+    // Root-owned on purpose: only the passwd check can catch it.
+    write(&s.home("backup").join(".ssh/authorized_keys"), 0o600, 0);
+    let before = snapshot(&s.home("backup"));
+
+    let out = s.run(&[], r#"{"name":"app1","rw_paths":["/home/backup"]}"#);
+
+    assert_refused_up_front(&out, "app1", "rw_paths[0]", &["backup", "/home/backup"]);
+    assert_unchanged(&before, &snapshot(&s.home("backup")), "backup home");
+    assert!(!s.home("app1").exists());
+}
+
+/// Red team HIGH: `rw_paths:["/home/app2"]`, app2 absent from the input but
+/// in passwd with its home on disk.
+#[test]
+fn red_team_high_home_of_an_app_absent_from_the_input_is_refused() {
+    let s = Scratch::new("rt_high_absent_app");
+    write(&s.home("app2").join("data/app.db"), 0o600, APP2_UID);
+    chown(&s.home("app2"), APP2_UID);
+    let before = snapshot(&s.home("app2"));
+    // Two records: the valid one must not be touched either.
+    let input = format!(
+        "{APP1_BACKUPS}\n{}\n",
+        r#"{"name":"app3","rw_paths":["/home/app2"]}"#
+    );
+    add_account(&s, "app3", 60003, "/home/app3");
+
+    let out = s.run(&[], &input);
+
+    assert_refused_up_front(&out, "app3", "rw_paths[0]", &["app2"]);
+    assert_unchanged(&before, &snapshot(&s.home("app2")), "app2 home");
+    assert!(!s.home("app1").exists(), "nothing is touched on refusal");
+    assert!(!s.home("app3").exists());
+}
+
+/// Red team HIGH: a daemon's home (`/srv/lib/svc`): a path equal to it,
+/// inside it or holding it is refused; entries with no real home (`/`,
+/// `/nonexistent`, a home not on disk) are ignored.
+#[test]
+fn red_team_high_daemon_home_equal_inside_or_contained_is_refused() {
+    let s = Scratch::new("rt_high_daemon_home");
+    mkdir(&s.root.join("srv/lib/svc"), 0o755, 0);
+    write(&s.root.join("srv/lib/svc/state"), 0o600, 0);
+    add_account(&s, "svc", 60020, "/srv/lib/svc");
+    add_account(&s, "nobody2", 60021, "/nonexistent");
+    add_account(&s, "rootish", 60022, "/");
+    add_account(&s, "ghost", 60023, "/srv/app1/ghost");
+    let before = snapshot(&s.root.join("srv"));
+
+    for (rw, words) in [
+        ("/srv/lib/svc", &["is the home"][..]),
+        ("/srv/lib/svc/cache", &["lies inside"][..]),
+        ("/srv/lib", &["contains"][..]),
+    ] {
+        let out = s.run(
+            &[],
+            &format!(r#"{{"name":"app1","rw_paths":["/srv/app1/up","{rw}"]}}"#),
+        );
+        assert_refused_up_front(&out, "app1", "rw_paths[1]", words);
+        assert_unchanged(&before, &snapshot(&s.root.join("srv")), rw);
+    }
+    // A home that is only in passwd (not on disk) does not block.
+    let ok = one(&s.run(&[], r#"{"name":"app1","rw_paths":["/srv/app1/up"]}"#));
+    assert_eq!(ok["counts"]["errors"], 0);
+    assert_eq!(meta(&s.root.join("srv/app1/up")), (APP_UID, APP_UID, 0o700));
+}
+
+/// Red team HIGH: an existing tree owned by another uid (here one in no
+/// passwd at all) is never taken over, in a dry run either.
+#[test]
+fn red_team_high_existing_tree_owned_by_someone_else_is_refused() {
+    let s = Scratch::new("rt_high_foreign_owner");
+    let shared = s.root.join("srv/shared");
+    write(&shared.join("notes.txt"), 0o644, 60077);
+    chown(&shared, 60077);
+    let before = snapshot(&shared);
+
+    let rw = s.run(&[], r#"{"name":"app1","rw_paths":["/srv/shared"]}"#);
+    let dry = s.run(
+        &["--dry-run"],
+        r#"{"name":"app1","rw_paths":["/srv/shared"]}"#,
+    );
+    let home = s.run(&[], r#"{"name":"app1","home":"/srv/shared"}"#);
+
+    assert_refused_up_front(
+        &rw,
+        "app1",
+        "rw_paths[0]",
+        &["uid 60077", "never taken over"],
+    );
+    assert_refused_up_front(&dry, "app1", "rw_paths[0]", &["uid 60077"]);
+    assert_refused_up_front(&home, "app1", "home", &["uid 60077"]);
+    assert_unchanged(&before, &snapshot(&shared), "foreign tree");
+}
+
+/// Red team HIGH (judgement): a root-owned directory holding another
+/// account's files (by owner or by group, like /var/log or a spool), or a
+/// shared sticky/world-writable one, is not an app's tree.
+#[test]
+fn red_team_high_root_owned_tree_with_other_accounts_files_is_refused() {
+    let s = Scratch::new("rt_high_root_tree_foreign_files");
+    let logs = s.root.join("srv/logs");
+    write(&logs.join("app.log"), 0o640, 0);
+    write(&logs.join("backup.log"), 0o640, 0);
+    std::os::unix::fs::lchown(logs.join("backup.log"), Some(0), Some(60009)).unwrap();
+    let spool = s.root.join("srv/spool");
+    mkdir(&spool, 0o1777, 0);
+    let before = snapshot(&s.root.join("srv"));
+
+    let out = s.run(&[], r#"{"name":"app1","rw_paths":["/srv/logs"]}"#);
+    let sticky = s.run(&[], r#"{"name":"app1","rw_paths":["/srv/spool"]}"#);
+
+    assert_refused_up_front(&out, "app1", "rw_paths[0]", &["backup.log", "gid 60009"]);
+    assert_refused_up_front(&sticky, "app1", "rw_paths[0]", &["shared directory"]);
+    assert_unchanged(&before, &snapshot(&s.root.join("srv")), "root tree");
+    // A root-owned tree holding only root's and the app's files is the
+    // usual provisioning shape and is taken over (PERMS-05).
+    fs::remove_file(logs.join("backup.log")).unwrap();
+    one(&s.run(&[], r#"{"name":"app1","rw_paths":["/srv/logs"]}"#));
+    assert_eq!(meta(&logs.join("app.log")), (APP_UID, APP_UID, 0o600));
+}
+
+/// Red team MEDIUM: overrides that widen access were accepted.
+#[test]
+fn red_team_medium_widening_perms_overrides_are_rejected() {
+    let s = Scratch::new("rt_medium_widening_perms");
+
+    for (perms, field) in [
+        (r#"{"home":{"dir":"0711"}}"#, "perms.home.dir"),
+        (r#"{"data":{"dir":"0711","file":"0644"}}"#, "perms.data.dir"),
+        (r#"{"data":{"file":"0644"}}"#, "perms.data.file"),
+        (
+            r#"{"backups":{"traverse":"0011"}}"#,
+            "perms.backups.traverse",
+        ),
+        (r#"{"backups":{"file":"0664"}}"#, "perms.backups.file"),
+        (r#"{"bin":{"file":"0750"}}"#, "perms.bin.file"),
+        (r#"{"other":{"dir":"0770"}}"#, "perms.other.dir"),
+    ] {
+        let out = s.run(
+            &[],
+            &format!(r#"{{"name":"app1","backups":{{}},"perms":{perms}}}"#),
+        );
+        assert_refused_up_front(&out, "app1", field, &[]);
+        assert!(!s.home("app1").exists());
+    }
+}
+
+/// Red team LOW: data/ or bin/ replaced by a symlink used to exit 0. A
+/// refused layout directory is now an error (exit 2, record written);
+/// refused ordinary entries stay exit 0.
+#[test]
+fn red_team_low_refused_layout_directory_is_an_error() {
+    let s = Scratch::new("rt_low_layout_symlink");
+    let v = s.victims();
+    let h = s.home("app1");
+    mkdir(&h, 0o700, APP_UID);
+    std::os::unix::fs::symlink(&v, h.join("data")).unwrap();
+    std::os::unix::fs::symlink("data", h.join("bin")).unwrap();
+    std::os::unix::fs::symlink(&v, h.join("stray")).unwrap();
+    let before = snapshot(&v);
+
+    let out = s.run(&[], r#"{"name":"app1"}"#);
+
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/home/app1/data") && err.contains("layout"),
+        "{err}"
+    );
+    let r = record_of(&out);
+    let why = reasons(&r);
+    assert_eq!(why["/home/app1/data"], "PERMS_SYMLINK_ESCAPES");
+    assert_eq!(why["/home/app1/bin"], "PERMS_SYMLINK_SKIPPED");
+    assert_eq!(why["/home/app1/stray"], "PERMS_SYMLINK_ESCAPES");
+    let mut errs: Vec<&str> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    errs.sort_unstable();
+    assert_eq!(errs, ["/home/app1/bin", "/home/app1/data"], "{r}");
+    assert_unchanged(&before, &snapshot(&v), "layout symlink");
+
+    // Only an ordinary entry refused: exit 0.
+    fs::remove_file(h.join("data")).unwrap();
+    fs::remove_file(h.join("bin")).unwrap();
+    let ok = one(&s.run(&[], r#"{"name":"app1"}"#));
+    assert_eq!(ok["counts"]["errors"], 0);
+    assert_eq!(reasons(&ok)["/home/app1/stray"], "PERMS_SYMLINK_ESCAPES");
 }

@@ -39,6 +39,18 @@ pub struct Cli {
     #[arg(long, conflicts_with = "print")]
     pub remove: bool,
 
+    /// Take over a unit name that is already in use
+    ///
+    /// Without it, rip-unit refuses (exit 2, nothing written) to replace
+    /// NAME.service or NAME.socket in /etc/systemd/system when rip-unit did
+    /// not write it, and to shadow a unit of that name in
+    /// /run/systemd/system, /usr/local/lib/systemd/system,
+    /// /usr/lib/systemd/system or /lib/systemd/system (or an init script
+    /// /etc/init.d/NAME). With it, a foreign file is moved to
+    /// FILE.rip-unit-old (systemd ignores that name) and both are noted.
+    #[arg(long, conflicts_with_all = ["print", "remove"])]
+    pub force: bool,
+
     /// Print the unit files on stdout instead of writing them or any JSON
     #[arg(long, alias = "stdout")]
     pub print: bool,

@@ -271,6 +271,38 @@ pub fn generate(
         }
     }
 
+    // See: red-team finding "writable binary". Defence in depth (rip-core
+    // validates the same): no writable path may be or contain the home,
+    // bin/ or the executable, or the app could rewrite the code it runs and
+    // the read-only bind of its binary would be dropped.
+    let exec0 = PathBuf::from(&spec.exec[0]);
+    let mut candidates: Vec<(String, &str, PathBuf)> =
+        vec![("exec[0]".to_owned(), "the data dir", spec.data_dir())];
+    for (i, p) in spec.rw_paths.iter().enumerate() {
+        candidates.push((format!("rw_paths[{i}]"), "rw_paths entry", p.clone()));
+    }
+    if let Some(b) = &spec.backup_dir {
+        candidates.push(("backups.dir".to_owned(), "backups dir", b.clone()));
+    }
+    let protected = [
+        (spec.home.clone(), "the app's home"),
+        (spec.bin_dir(), "the app's bin/ directory"),
+        (exec0.clone(), "the app's executable (exec[0])"),
+    ];
+    for (field, what, p) in candidates {
+        if let Some((q, qwhat)) = protected.iter().find(|(q, _)| q.starts_with(&p)) {
+            return Err(FieldError {
+                field,
+                message: format!(
+                    "{what} {p:?} would be writable by the app and covers {qwhat} {q:?}: \
+                     the app could rewrite the code it runs; writable paths must lie \
+                     beside bin/, inside the home (like {:?})",
+                    spec.data_dir()
+                ),
+            });
+        }
+    }
+
     // Writable paths: the data dir, the backups dir, rw_paths; drop those
     // inside another.
     let mut writable: Vec<PathBuf> = spec.writable_paths();
@@ -284,7 +316,6 @@ pub fn generate(
 
     // Read-only paths the app names: its binary (required), then every
     // absolute path in its argv and environment inside its own home.
-    let exec0 = PathBuf::from(&spec.exec[0]);
     let mut read_only: Vec<(PathBuf, bool)> = Vec::new();
     if !inside_any(&exec0, &writable) {
         read_only.push((exec0.clone(), true));
@@ -621,6 +652,11 @@ pub fn generate(
         None
     };
 
+    check_lengths(spec, &u)?;
+    if let Some(s) = &socket {
+        check_lengths(spec, s)?;
+    }
+
     Ok(Generated {
         service: u,
         socket,
@@ -646,6 +682,71 @@ pub fn generate(
         },
         notes,
     })
+}
+
+/// The longest line rip-unit writes. systemd refuses a unit with a line
+/// over LONG_LINE_MAX (1 MiB: "No buffer space available"); nothing sane
+/// comes near 64 KiB, so longer lines are refused well before that.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// The most argv and environment bytes rip-unit lets a unit hand to
+/// execve(): Linux refuses more than ARG_MAX (2 MiB with the default 8 MiB
+/// stack) with E2BIG, and EnvironmentFile= and systemd add their own.
+pub const MAX_EXEC_BYTES: usize = 1024 * 1024;
+
+/// The spec field a directive's value comes from, for error messages.
+fn field_of(key: &str, value: &str) -> String {
+    match key {
+        "Description" => "description".to_owned(),
+        "ExecStart" | "BindReadOnlyPaths" => "exec".to_owned(),
+        "WorkingDirectory" => "workdir".to_owned(),
+        "Environment" => {
+            let var = value
+                .trim_start_matches('"')
+                .split('=')
+                .next()
+                .unwrap_or("");
+            format!("env.{var}")
+        }
+        "EnvironmentFile" => "env_files".to_owned(),
+        "LoadCredential" => "secrets".to_owned(),
+        "BindPaths" | "ReadWritePaths" => "rw_paths".to_owned(),
+        "User" => "user".to_owned(),
+        "Group" => "group".to_owned(),
+        "MemoryMax" | "CPUQuota" | "TasksMax" | "LimitNOFILE" => "limits".to_owned(),
+        _ => "name".to_owned(),
+    }
+}
+
+/// Refuse a unit with a line longer than [`MAX_LINE`], naming the field it
+/// comes from, and argv plus environment beyond [`MAX_EXEC_BYTES`].
+fn check_lengths(spec: &AppSpec, unit: &UnitFile) -> Result<(), FieldError> {
+    for line in unit.render().lines() {
+        if line.len() + 1 > MAX_LINE {
+            let (key, value) = line.split_once('=').unwrap_or(("comment", ""));
+            return Err(FieldError {
+                field: field_of(key, value),
+                message: format!(
+                    "the {key}= line of the unit would be {} bytes; rip-unit writes no line \
+                     over {MAX_LINE} bytes (systemd refuses to load a unit with a line over \
+                     1 MiB: \"No buffer space available\")",
+                    line.len() + 1
+                ),
+            });
+        }
+    }
+    let argv: usize = spec.exec.iter().map(|a| a.len() + 1).sum();
+    let env: usize = spec.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    if argv + env > MAX_EXEC_BYTES {
+        return Err(FieldError {
+            field: if argv > MAX_EXEC_BYTES { "exec" } else { "env" }.to_owned(),
+            message: format!(
+                "argv ({argv} bytes) and environment ({env} bytes) together exceed \
+                 {MAX_EXEC_BYTES} bytes; execve() would fail with E2BIG (Linux ARG_MAX)"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The runtime's name as the spec spells it.
@@ -928,6 +1029,100 @@ mod tests {
 
             assert!(err.message.contains("UNIT_SHARED_TMP_PATH"), "{json}");
         }
+    }
+
+    /// A spec that passed rip-core's validation, then changed behind its
+    /// back: rip-unit's own checks must hold even when rip-core's do not.
+    fn unchecked(json: &str, change: impl FnOnce(&mut AppSpec)) -> Result<Generated, FieldError> {
+        let mut s = spec(json);
+        change(&mut s);
+        generate(&s, &HostFacts::default(), &NoFs)
+    }
+
+    #[test]
+    fn writable_paths_covering_the_binary_bin_or_home_are_refused() {
+        type Change = fn(&mut AppSpec);
+        let cases: [(&str, Change, &str); 6] = [
+            (
+                r#"{"name":"app1"}"#,
+                |s| s.backup_dir = Some("/home/app1/bin".into()),
+                "backups.dir",
+            ),
+            (
+                r#"{"name":"app1"}"#,
+                |s| s.rw_paths = vec!["/home/app1".into()],
+                "rw_paths[0]",
+            ),
+            (
+                r#"{"name":"app1"}"#,
+                |s| s.rw_paths = vec!["/srv/x".into(), "/home/app1/bin/app1".into()],
+                "rw_paths[1]",
+            ),
+            (
+                r#"{"name":"app1"}"#,
+                |s| s.rw_paths = vec!["/home".into()],
+                "rw_paths[0]",
+            ),
+            (
+                r#"{"name":"app1","exec":["/opt/app1/bin/app1"]}"#,
+                |s| s.rw_paths = vec!["/opt/app1".into()],
+                "rw_paths[0]",
+            ),
+            (
+                r#"{"name":"app1"}"#,
+                |s| s.exec = vec!["/home/app1/data/app1".into()],
+                "exec[0]",
+            ),
+        ];
+        for (json, change, field) in cases {
+            let err = unchecked(json, change).unwrap_err();
+
+            assert_eq!(err.field, field, "{}", err.message);
+            assert!(
+                err.message.contains("rewrite the code it runs"),
+                "{}",
+                err.message
+            );
+        }
+        // Beside bin/ stays allowed, also inside it.
+        let g = unchecked(r#"{"name":"app1"}"#, |s| {
+            s.rw_paths = vec!["/home/app1/cache".into(), "/home/app1/bin/tmp".into()]
+        })
+        .unwrap();
+        assert!(values(&g, "BindReadOnlyPaths").contains(&r#""/home/app1/bin/app1""#.to_owned()));
+    }
+
+    #[test]
+    fn unbounded_lengths_are_refused() {
+        let near = "d".repeat(MAX_LINE - 100);
+        assert!(unchecked(r#"{"name":"a"}"#, |s| s.description = near).is_ok());
+
+        let err =
+            unchecked(r#"{"name":"a"}"#, |s| s.description = "d".repeat(2 << 20)).unwrap_err();
+        assert_eq!(err.field, "description");
+        assert!(err.message.contains("No buffer space"), "{}", err.message);
+
+        let err = unchecked(r#"{"name":"a"}"#, |s| {
+            s.env.insert("BIG".into(), "v".repeat(MAX_LINE));
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "env.BIG");
+
+        let err = unchecked(r#"{"name":"a"}"#, |s| {
+            for i in 0..20 {
+                s.env.insert(format!("E{i}"), "v".repeat(60 * 1024));
+            }
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "env");
+        assert!(err.message.contains("E2BIG"), "{}", err.message);
+
+        let err = unchecked(
+            r#"{"name":"a","profile":"strict","listen":[{"port":80}]}"#,
+            |s| s.exec.push("x".repeat(MAX_LINE)),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "exec");
     }
 
     #[test]

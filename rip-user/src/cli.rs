@@ -48,15 +48,32 @@ pub struct Cli {
     #[arg(long, requires = "remove")]
     pub purge: bool,
 
+    /// Take over existing system users that rip-user did not create
+    ///
+    /// Without it an existing user is only converged when its GECOS is
+    /// rip-user's marker ("rip app NAME"); any other account (a package's
+    /// own, such as prometheus or systemd-network) is refused. With it, an
+    /// existing user with a uid in the system range of login.defs (never
+    /// root, never a regular account) is adopted: its GECOS, home and shell
+    /// are converged, its password locked. Privileged groups are never
+    /// adopted, --adopt or not.
+    #[arg(long)]
+    pub adopt: bool,
+
     /// Name of the backup user
     ///
-    /// An existing account of that name is adopted when it is a system
-    /// account (such as Debian's static `backup`, uid 34): its home and
-    /// shell are converged and the changes reported.
+    /// An existing account of that name is adopted when rip-user created it
+    /// (GECOS "rip backup"), when it is Debian's static `backup` (uid 34,
+    /// the default name), or with --adopt: its home and shell are converged
+    /// and the changes reported.
     #[arg(long, value_name = "NAME", default_value = "backup")]
     pub backup_user: String,
 
     /// Home of the backup user [default: /home/NAME]
+    ///
+    /// Checked like an app's home: absolute and normalized, at least two
+    /// levels deep, not in a system directory (/etc, /usr, /var, ...), not
+    /// another account's home, and neither inside nor around an app's home.
     #[arg(long, value_name = "DIR")]
     pub backup_home: Option<String>,
 

@@ -35,6 +35,34 @@ const TOOL: &str = "rip-user";
 /// it must be a real shell; the key's `restrict,command=` keeps it from
 /// ever being given a session.
 pub const BACKUP_SHELL: &str = "/bin/sh";
+/// Debian's static backup account (base-passwd, uid 34), which rip-user
+/// adopts as the backup user without `--adopt`.
+pub const DEBIAN_BACKUP: &str = "backup";
+/// The GECOS of a backup user rip-user created.
+pub const BACKUP_GECOS: &str = "rip backup";
+
+/// Top-level directories a home must never be in: rip-core's list for app
+/// homes (private in rip_core::validate, so repeated here) plus `var`,
+/// which holds system state and spools (rip-core refuses it too from now).
+const SYSTEM_DIRS: &[&str] = &[
+    "bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "root", "run", "sbin",
+    "sys", "tmp", "usr", "var",
+];
+
+/// The rules of an app's home, for `--backup-home`: absolute, normalized,
+/// not in a system directory, at least two levels deep.
+fn check_home_path(what: &str, path: &str) -> anyhow::Result<()> {
+    rip_core::validate::check_abs_path(what, path)
+        .map_err(|e| anyhow::anyhow!("{what}: {}", e.message))?;
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    if path == "/" || SYSTEM_DIRS.contains(&first) {
+        bail!("{what} {path:?} is a system directory or lies under one");
+    }
+    if path.matches('/').count() < 2 {
+        bail!("{what} {path:?} must be at least two levels deep (like /home/backup)");
+    }
+    Ok(())
+}
 
 /// The home directory part of the result.
 #[derive(Debug, Clone, Serialize)]
@@ -171,8 +199,7 @@ fn check_options(args: &cli::Cli, records: &[Record]) -> anyhow::Result<Options>
         .backup_home
         .clone()
         .unwrap_or_else(|| format!("/home/{backup}"));
-    rip_core::validate::check_abs_path("--backup-home", &backup_home)
-        .map_err(|e| anyhow::anyhow!("--backup-home: {}", e.message))?;
+    check_home_path("--backup-home", &backup_home)?;
     sshkey::check_restrict_dir(&args.backup_root)
         .map_err(|e| anyhow::anyhow!("--backup-root: {e}"))?;
     let key = match &args.backup_key {
@@ -191,8 +218,20 @@ fn check_options(args: &cli::Cli, records: &[Record]) -> anyhow::Result<Options>
                     .into());
             }
         }
-        if s.home == Path::new(&backup_home) {
+        let bh = Path::new(&backup_home);
+        if s.home == bh {
             return Err(r.error("home", "is the backup user's home").into());
+        }
+        if s.home.starts_with(bh) || bh.starts_with(&s.home) {
+            return Err(r
+                .error(
+                    "home",
+                    format!(
+                        "{:?} and the backup user's home {backup_home:?} (--backup-home) lie one inside the other",
+                        s.home
+                    ),
+                )
+                .into());
         }
         if let (Some(dir), Some(_)) = (&s.backup_dir, &key) {
             if !dir.starts_with(&args.backup_root) {
@@ -296,6 +335,7 @@ impl Session<'_> {
                     gecos: plan::app_gecos(&s.user),
                     enforce_gecos: true,
                     allow_static: false,
+                    adopt_unmarked: self.args.adopt,
                     allowed_members: vec![s.user.clone(), b],
                 };
                 self.db.ensure(&self.ranges, &want, self.today)
@@ -329,9 +369,12 @@ impl Session<'_> {
             group: b.clone(),
             home: self.opts.backup_home.clone(),
             shell: BACKUP_SHELL.to_owned(),
-            gecos: "rip backup".to_owned(),
+            gecos: BACKUP_GECOS.to_owned(),
             enforce_gecos: false,
-            allow_static: true,
+            // Debian's static `backup` is the documented exception (its
+            // uid 34 lies below the system range); no other static account.
+            allow_static: b == DEBIAN_BACKUP,
+            adopt_unmarked: self.args.adopt || b == DEBIAN_BACKUP,
             allowed_members: vec![b.clone()],
         };
         match self.db.ensure(&self.ranges, &want, self.today) {
@@ -460,8 +503,11 @@ impl Session<'_> {
         let Some(bp) = backup else { return };
         let b = self.opts.backup.clone();
         let want = backup_home_want(bp);
+        // Not as root, a first run could not chown the home it made: it
+        // belongs to us, and its ownership stays planned.
+        let ours = |uid: u32| !Uid::effective().is_root() && uid == Uid::effective().as_raw();
         match home::inspect_dir(&self.root, &self.opts.backup_home) {
-            Ok(Some(f)) if f.uid != 0 && f.uid != want.uid => self.refusals.push(format!(
+            Ok(Some(f)) if f.uid != 0 && f.uid != want.uid && !ours(f.uid) => self.refusals.push(format!(
                 "backup user {b:?}: home {:?} exists and belongs to uid {}, not {b:?}; refusing to adopt it",
                 self.opts.backup_home, f.uid
             )),

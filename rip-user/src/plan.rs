@@ -4,6 +4,7 @@
 //! only; a refused account leaves them exactly as they were.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -159,10 +160,56 @@ pub struct Want {
     /// Accept an existing account with an id below the dynamic system range
     /// (a distribution's static account, such as Debian's `backup`, 34).
     pub allow_static: bool,
+    /// Take over an existing user whose GECOS is not `gecos` (one rip-user
+    /// did not create): only with `--adopt`, or for Debian's static
+    /// `backup` account. Otherwise such a user is refused.
+    pub adopt_unmarked: bool,
     /// Users that may already be members of the group (the app user
     /// itself, the backup user).
     pub allowed_members: Vec<String>,
 }
+
+/// Groups that grant privileges on the host (root-equivalence, logs,
+/// devices, container or VM control, password hashes). An app's primary
+/// group is never one of them, whatever its gid: the app's user would get
+/// the privilege, and every member of the group the app's files.
+/// `video` and `audio` are in: they open camera, screen and microphone
+/// devices, which no web app needs.
+pub const PRIVILEGED_GROUPS: &[&str] = &[
+    "root",
+    "sudo",
+    "adm",
+    "wheel",
+    "admin",
+    "staff",
+    "shadow",
+    "disk",
+    "kmem",
+    "tty",
+    "utmp",
+    "docker",
+    "lxd",
+    "libvirt",
+    "libvirt-qemu",
+    "kvm",
+    "systemd-journal",
+    "systemd-network",
+    "input",
+    "video",
+    "audio",
+    "render",
+    "plugdev",
+    "netdev",
+    "dialout",
+    "crontab",
+    "ssl-cert",
+    "_ssh",
+    "messagebus",
+    "polkitd",
+    "tss",
+    "sgx",
+    "www-data",
+];
 
 /// The GECOS that marks a user as an app account managed by rip-user.
 pub fn app_gecos(name: &str) -> String {
@@ -322,6 +369,32 @@ impl Db {
         removed
     }
 
+    /// Why `home` cannot be `user`'s home: it is, lies inside or contains
+    /// the home of another account in /etc/passwd (a home of `/` is
+    /// ignored: it means "none").
+    pub fn home_clash(&self, user: &str, home: &str) -> Option<String> {
+        let want = Path::new(home);
+        self.passwd
+            .entries()
+            .filter(|f| f[0] != user && f[5] != "/" && f[5].starts_with('/'))
+            .find_map(|f| {
+                let other = Path::new(&f[5]);
+                let how = if want == other {
+                    "is already"
+                } else if want.starts_with(other) {
+                    "lies inside"
+                } else if other.starts_with(want) {
+                    "contains"
+                } else {
+                    return None;
+                };
+                Some(format!(
+                    "{home:?} {how} the home {:?} of user {:?} in /etc/passwd; an app's home must not overlap another account's",
+                    f[5], f[0]
+                ))
+            })
+    }
+
     fn check_user_id(&self, r: &IdRanges, want: &Want, uid: u32) -> Result<(), Refusal> {
         let name = &want.user;
         if uid == 0 {
@@ -430,21 +503,27 @@ impl Db {
         if let Some(uid) = cur_uid {
             self.check_user_id(r, want, uid)?;
         }
+        if let Some(f) = &user {
+            if f[4] != want.gecos && !want.adopt_unmarked {
+                return refuse("user", format!(
+                    "user {:?} (uid {}) already exists in /etc/passwd and was not created by rip-user (its GECOS is {:?}, not {:?}); it may belong to an installed package, so refusing to take it over (pass --adopt to take over a system account on purpose)",
+                    want.user, f[2], f[4], want.gecos
+                ));
+            }
+        }
+        if PRIVILEGED_GROUPS.contains(&want.group.as_str()) {
+            // Also when absent: a package installed later (docker, libvirt)
+            // would take the existing group over as its own.
+            return refuse("group", format!(
+                "group {:?} is a privileged system group name; refusing to create or use it as an app's primary group (its members would gain the app's files, and the app the group's privileges)",
+                want.group
+            ));
+        }
         if let Some(gid) = cur_gid {
             self.check_group(r, want, gid)?;
         }
-        if let Some(other) = self
-            .passwd
-            .entries()
-            .find(|f| f[0] != want.user && f[5] == want.home)
-        {
-            return refuse(
-                "home",
-                format!(
-                    "{:?} is already the home of user {:?} in /etc/passwd",
-                    want.home, other[0]
-                ),
-            );
+        if let Some(why) = self.home_clash(&want.user, &want.home) {
+            return refuse("home", why);
         }
         if user.is_none() {
             if let Some(f) = self.shadow.get(&want.user) {
@@ -800,6 +879,7 @@ mod tests {
             gecos: app_gecos(name),
             enforce_gecos: true,
             allow_static: false,
+            adopt_unmarked: false,
             allowed_members: vec![name.into(), "backup".into()],
         }
     }
@@ -925,10 +1005,86 @@ mod tests {
             "app1:!::\n",
         );
 
-        let (u, _) = d.ensure(&IdRanges::default(), &want("app1"), 1).unwrap();
+        let mut w = want("app1");
+        // An unmarked user is only taken over with --adopt.
+        w.adopt_unmarked = true;
+
+        let (u, _) = d.ensure(&IdRanges::default(), &w, 1).unwrap();
 
         assert!(u.adopted);
         assert_eq!(d.shadow.get("app1").unwrap()[1], "!$6$hash");
+    }
+
+    #[test]
+    fn high1_refuses_a_package_account_without_the_marker_or_adopt() {
+        let passwd =
+            "prometheus:x:102:104:Prometheus daemon,,,:/var/lib/prometheus:/usr/sbin/nologin\n";
+        let mut d = db(passwd, "prometheus:x:104:\n", "", "");
+        let before = d.clone();
+
+        let e = d
+            .ensure(&IdRanges::default(), &want("prometheus"), 1)
+            .unwrap_err();
+
+        assert_eq!(e.field, "user");
+        assert!(
+            e.message.contains("not created by rip-user"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("--adopt"), "{}", e.message);
+        assert_eq!(d.passwd.render(), before.passwd.render());
+    }
+
+    #[test]
+    fn high1_never_adopts_a_privileged_group() {
+        for g in ["docker", "systemd-journal", "sudo", "adm", "shadow", "disk"] {
+            let mut d = db(ROOT, &format!("{g}:x:990:\n"), "", &format!("{g}:!::\n"));
+            let mut w = want("app1");
+            w.group = g.into();
+            w.adopt_unmarked = true;
+
+            let e = d.ensure(&IdRanges::default(), &w, 1).unwrap_err();
+
+            assert_eq!(e.field, "group", "{g}");
+            assert!(e.message.contains("privileged"), "{g}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn high1_never_creates_a_group_with_a_privileged_name() {
+        let mut d = db(ROOT, "root:x:0:\n", "", "");
+        let mut w = want("app1");
+        w.group = "docker".into();
+
+        let e = d.ensure(&IdRanges::default(), &w, 1).unwrap_err();
+
+        assert_eq!(e.field, "group");
+        assert!(d.group.get("docker").is_none());
+    }
+
+    #[test]
+    fn high2_home_may_not_overlap_another_accounts_home() {
+        let d = db(
+            "root:x:0:0::/root:/bin/sh\ncrontab:x:990:990::/var/spool/cron:/bin/false\nnobody:x:65534:65534::/:/bin/false\nbackup:x:34:34::/home/backup:/bin/sh\n",
+            "",
+            "",
+            "",
+        );
+
+        let inside = d.home_clash("app1", "/var/spool/cron/x").unwrap();
+        let same = d.home_clash("app1", "/home/backup").unwrap();
+        let around = d.home_clash("app1", "/var/spool").unwrap();
+
+        assert!(inside.contains("lies inside") && inside.contains("crontab"));
+        assert!(same.contains("is already") && same.contains("backup"));
+        assert!(around.contains("contains"));
+        assert_eq!(
+            d.home_clash("app1", "/home/app1"),
+            None,
+            "a home of / is none"
+        );
+        assert_eq!(d.home_clash("crontab", "/var/spool/cron"), None, "its own");
     }
 
     #[test]

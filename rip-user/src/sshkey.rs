@@ -65,10 +65,26 @@ fn b64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Whether `text` looks like a private key: a PEM/OpenSSH block such as
+/// `-----BEGIN OPENSSH PRIVATE KEY-----` (also RSA, EC, DSA, ENCRYPTED), or
+/// a PuTTY key file.
+fn is_private_key(text: &str) -> bool {
+    text.lines().map(str::trim).any(|l| {
+        (l.starts_with("-----BEGIN ") && l.ends_with("PRIVATE KEY-----"))
+            || l.starts_with("PuTTY-User-Key-File-")
+    })
+}
+
 impl PublicKey {
     /// Parse the text of a public key file: exactly one key line
     /// (`TYPE BASE64 [COMMENT]`), no options, no control characters.
     pub fn parse(text: &str) -> Result<Self, String> {
+        if is_private_key(text) {
+            return Err(
+                "is a private key, not a public one; pass the .pub file (and keep the private key off this machine)"
+                    .into(),
+            );
+        }
         if let Some(c) = text
             .chars()
             .find(|&c| c != '\n' && (c.is_control() || c == '\u{7f}'))
@@ -195,6 +211,18 @@ mod tests {
         ] {
             assert!(PublicKey::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn private_key_passed_as_backup_key_is_named() {
+        let pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU=\n-----END OPENSSH PRIVATE KEY-----\n";
+        let rsa = pem.replace("OPENSSH", "RSA");
+
+        for text in [pem, rsa.as_str()] {
+            let e = PublicKey::parse(text).unwrap_err();
+            assert!(e.contains("private key") && e.contains(".pub"), "{e}");
+        }
+        assert!(!is_private_key(ED));
     }
 
     #[test]

@@ -340,7 +340,10 @@ fn converges_home_shell_and_group_of_an_existing_user() {
     r.append("etc/group", "app1:x:999:\nweb:x:990:\n");
     r.append("etc/gshadow", "app1:!::\nweb:!::\n");
 
-    let run = r.ok(&[], &app("app1", r#","group":"web""#));
+    // An account rip-user did not create (no "rip app" GECOS) is only
+    // taken over with --adopt (red-team finding 1; this test used to adopt
+    // it silently, which was the insecure behaviour).
+    let run = r.ok(&["--adopt"], &app("app1", r#","group":"web""#));
 
     let u = &run.app("app1")["user"];
     assert_eq!(u["state"], "converged");
@@ -862,11 +865,8 @@ fn eight_concurrent_runs_of_fifty_apps_each() {
     r.assert_clean();
 }
 
-#[test]
-fn works_for_an_ordinary_user_on_a_scratch_root() {
-    let r = Root::new("unprivileged");
-    std::os::unix::fs::chown(&r.dir, Some(60001), Some(60001)).unwrap();
-    std::os::unix::fs::chown(r.path("etc"), Some(60001), Some(60001)).unwrap();
+/// Run rip-user as uid/gid 60001 without supplementary groups.
+fn run_as_60001(r: &Root, args: &[&str], input: &str) -> std::process::Output {
     let mut c = Command::new("setpriv")
         .args([
             "--reuid=60001",
@@ -876,13 +876,22 @@ fn works_for_an_ordinary_user_on_a_scratch_root() {
             "--root",
         ])
         .arg(&r.dir)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("setpriv (util-linux) is required");
-    c.stdin.take().unwrap().write_all(FLEET.as_bytes()).unwrap();
-    let o = c.wait_with_output().unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+#[test]
+fn works_for_an_ordinary_user_on_a_scratch_root() {
+    let r = Root::new("unprivileged");
+    std::os::unix::fs::chown(&r.dir, Some(60001), Some(60001)).unwrap();
+    std::os::unix::fs::chown(r.path("etc"), Some(60001), Some(60001)).unwrap();
+    let o = run_as_60001(&r, &[], FLEET);
 
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out: Value =
@@ -1080,4 +1089,303 @@ fn runs_alongside_useradd_prefix_without_losing_entries() {
         "duplicate uid"
     );
     r.assert_clean();
+}
+
+/// Red-team finding 1 (HIGH): a package's own system account (here
+/// Prometheus's, as Debian creates it) and privileged groups were adopted
+/// as app accounts, and `--remove` then deleted the distro account.
+#[test]
+fn high1_package_accounts_and_privileged_groups_are_not_adopted() {
+    let r = Root::debian("high1_adoption");
+    r.append(
+        "etc/passwd",
+        "prometheus:x:102:104:Prometheus daemon,,,:/var/lib/prometheus:/usr/sbin/nologin\n\
+         systemd-network:x:998:998:systemd Network Management:/:/usr/sbin/nologin\n",
+    );
+    r.append(
+        "etc/shadow",
+        "prometheus:!:19000::::::\nsystemd-network:!*:19000::::::\n",
+    );
+    r.append(
+        "etc/group",
+        "prometheus:x:104:\nsystemd-network:x:998:\nsystemd-journal:x:999:\ndocker:x:997:\nsudo:x:27:\n",
+    );
+    r.append(
+        "etc/gshadow",
+        "prometheus:!::\nsystemd-network:!::\nsystemd-journal:!::\ndocker:!::\nsudo:*::\n",
+    );
+    let before = r.snapshot();
+    let unchanged = |what: &str| {
+        let after = r.snapshot();
+        let changed: Vec<_> = after
+            .iter()
+            .filter(|(p, v)| before.get(*p) != Some(v) && !p.ends_with(".pwd.lock"))
+            .map(|(p, _)| p)
+            .collect();
+        assert!(changed.is_empty(), "{what}: files changed: {changed:?}");
+    };
+
+    for (spec, field, words) in [
+        (
+            r#"{"name":"prometheus"}"#,
+            "\"user\"",
+            "not created by rip-user",
+        ),
+        (
+            r#"{"name":"systemd-network"}"#,
+            "\"user\"",
+            "not created by rip-user",
+        ),
+        (
+            r#"{"name":"app1","group":"docker"}"#,
+            "\"group\"",
+            "privileged",
+        ),
+        (
+            r#"{"name":"app1","group":"systemd-journal"}"#,
+            "\"group\"",
+            "privileged",
+        ),
+        (
+            r#"{"name":"app1","group":"libvirt"}"#,
+            "\"group\"",
+            "privileged",
+        ),
+        (
+            r#"{"name":"app1","group":"sudo"}"#,
+            "\"group\"",
+            "privileged",
+        ),
+    ] {
+        // --adopt takes a package's system user over on purpose; a
+        // privileged group never.
+        let with_adopt: &[&[&str]] = if field == "\"group\"" {
+            &[&[], &["--adopt"]]
+        } else {
+            &[&[]]
+        };
+        for extra in with_adopt {
+            let run = r.run(extra, &format!("{}{spec}\n", app("good", "")));
+
+            assert_eq!(run.code, 2, "{spec} {extra:?} accepted: {:?}", run.out);
+            assert!(run.out.is_empty(), "{spec}: printed {:?}", run.out);
+            assert!(
+                run.stderr.contains("record 2")
+                    && run.stderr.contains(field)
+                    && run.stderr.contains(words),
+                "{spec}: stderr lacks record 2 / {field} / {words}: {}",
+                run.stderr
+            );
+            unchanged(spec);
+        }
+    }
+    // Only Debian's `backup` is adopted as the backup user by exception: a
+    // static account under another name is refused, even with --adopt.
+    for extra in [&[][..], &["--adopt"][..]] {
+        let args = [&["--backup-user", "daemon"][..], extra].concat();
+        let run = r.run(&args, &app("app9", r#","backups":{}"#));
+        assert_eq!(run.code, 2, "{args:?}: {:?}", run.out);
+        assert!(run.stderr.contains("\"daemon\""), "{}", run.stderr);
+        unchanged("--backup-user daemon");
+    }
+    // Removal of the distro account is refused too.
+    let rm = r.run(&["--remove"], "{\"name\":\"prometheus\"}\n");
+    assert_eq!(rm.code, 2, "{:?}", rm.out);
+    unchanged("--remove prometheus");
+
+    // With --adopt an unprivileged package user is taken over, and marked.
+    let run = r.ok(&["--adopt"], "{\"name\":\"prometheus\"}\n");
+    assert_eq!(run.app("prometheus")["user"]["adopted"], true);
+    assert_eq!(r.user("prometheus").unwrap()[4], "rip app prometheus");
+    // ... after which it is rip's and converges without --adopt.
+    let again = r.ok(&[], "{\"name\":\"prometheus\"}\n");
+    assert_eq!(again.app("prometheus")["changed"], false);
+}
+
+/// Red-team finding 2 (HIGH): `--backup-home /etc` made /etc the backup
+/// user's 0700 home; app homes could overlap other accounts' homes.
+#[test]
+fn high2_backup_home_is_validated_and_homes_may_not_overlap() {
+    let r = Root::debian("high2_homes");
+    r.append(
+        "etc/passwd",
+        "crontab:x:990:990::/var/spool/cron:/bin/false\nalice:x:1000:1000::/home/alice:/bin/bash\n",
+    );
+    fs::create_dir_all(r.path("srv/apps/app1")).unwrap();
+    let before = r.snapshot();
+
+    for (args, input, words) in [
+        (
+            &["--backup-home", "/etc"][..],
+            FLEET.to_owned(),
+            "system directory",
+        ),
+        (
+            &["--backup-home", "/var/backups"][..],
+            FLEET.to_owned(),
+            "system directory",
+        ),
+        (
+            &["--backup-home", "/usr/local/backup"][..],
+            FLEET.to_owned(),
+            "system directory",
+        ),
+        (
+            &["--backup-home", "/"][..],
+            FLEET.to_owned(),
+            "--backup-home",
+        ),
+        (
+            &["--backup-home", "/srv"][..],
+            FLEET.to_owned(),
+            "two levels",
+        ),
+        (
+            &["--backup-home", "/home/x/../etc"][..],
+            FLEET.to_owned(),
+            "--backup-home",
+        ),
+        (
+            &["--backup-home", "relative/dir"][..],
+            FLEET.to_owned(),
+            "not absolute",
+        ),
+        (
+            &["--backup-home", "/home/alice"][..],
+            FLEET.to_owned(),
+            "alice",
+        ),
+        (
+            &["--backup-home", "/home/alice/bk"][..],
+            FLEET.to_owned(),
+            "alice",
+        ),
+        (
+            &["--backup-home", "/srv/apps/app1/bk"][..],
+            app(
+                "app1",
+                r#","home":"/srv/apps/app1","backups":{"enabled":true}"#,
+            ),
+            "one inside the other",
+        ),
+        (
+            &["--backup-home", "/srv/apps"][..],
+            app(
+                "app1",
+                r#","home":"/srv/apps/app1","backups":{"enabled":true}"#,
+            ),
+            "one inside the other",
+        ),
+        (
+            &[][..],
+            app("app1", r#","home":"/home/alice/app1""#),
+            "alice",
+        ),
+        (&[][..], app("app1", r#","home":"/home/backup""#), "backup"),
+        (&[][..], app("app1", r#","home":"/var/spool/cron""#), "home"),
+    ] {
+        let run = r.run(args, &input);
+
+        assert_eq!(run.code, 2, "{args:?} {input}: accepted: {:?}", run.out);
+        assert!(run.out.is_empty());
+        assert!(
+            run.stderr.contains(words),
+            "{args:?} {input}: stderr lacks {words:?}: {}",
+            run.stderr
+        );
+        let after = r.snapshot();
+        let changed: Vec<_> = after
+            .iter()
+            .filter(|(p, v)| before.get(*p) != Some(v) && !p.ends_with(".pwd.lock"))
+            .map(|(p, _)| p)
+            .collect();
+        assert!(changed.is_empty(), "{args:?} {input}: wrote {changed:?}");
+    }
+    // A good one still works.
+    let run = r.ok(&["--backup-home", "/srv/backup"], FLEET);
+    assert_eq!(run.app("app1")["backup"]["account"]["home"], "/srv/backup");
+}
+
+/// Red-team finding 3 (MEDIUM): as an ordinary user, the demo pipeline's
+/// second run failed because the backup home the first run made belongs to
+/// the invoking uid (it could not chown it).
+#[test]
+fn medium3_unprivileged_second_run_of_the_demo_fleet_converges() {
+    let r = Root::new("medium3_unprivileged_twice");
+    let key = r.path("key.pub");
+    fs::write(&key, KEY).unwrap();
+    for p in [&r.dir, &r.path("etc"), &key] {
+        std::os::unix::fs::chown(p, Some(60001), Some(60001)).unwrap();
+    }
+    let fleet = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/apps.json"
+    ))
+    .unwrap();
+    let args = ["--backup-key", key.to_str().unwrap()];
+
+    let first = run_as_60001(&r, &args, &fleet);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let before = r.snapshot();
+    let second = run_as_60001(&r, &args, &fleet);
+
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let out: Vec<Value> = String::from_utf8_lossy(&second.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(out.len(), 3);
+    for v in &out {
+        assert_eq!(v["rip_user"]["changed"], false, "{v}");
+        assert_eq!(v["rip_user"]["home"]["ownership"], "planned");
+    }
+    let acct = &out[0]["rip_user"]["backup"]["account"];
+    assert_eq!(acct["home_dir"]["ownership"], "planned", "{acct}");
+    assert_eq!(acct["authorized_keys"]["state"], "unchanged", "{acct}");
+    let after = r.snapshot();
+    let changed: Vec<_> = after
+        .iter()
+        .filter(|(p, v)| before.get(*p) != Some(v) && !p.ends_with(".pwd.lock"))
+        .map(|(p, _)| p)
+        .collect();
+    assert!(changed.is_empty(), "second run rewrote {changed:?}");
+
+    // Another unprivileged uid's directory is still refused.
+    std::os::unix::fs::chown(r.path("home/backup"), Some(60002), Some(60002)).unwrap();
+    let third = run_as_60001(&r, &args, &fleet);
+    assert_eq!(third.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&third.stderr).contains("uid 60002"));
+}
+
+/// Red-team finding 4 (LOW): a private key given as --backup-key was only
+/// reported as "holds 7 lines".
+#[test]
+fn low4_private_key_as_backup_key_is_named() {
+    let r = Root::debian("low4_private_key");
+    let key = r.path("id_ed25519");
+    fs::write(
+        &key,
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACCJrbaK9tXtARn/142mydmg0YJt7hB3+WfuipnLZ/T13wAAAJi+fWbmvn1m\n5gAAAAtzc2gtZWQyNTUxOQAAACCJrbaK9tXtARn/142mydmg0YJt7hB3+WfuipnLZ/T13w\nAAAEDw4lzqZJ0m0kq6YLBHuG5ue6PAPNWfXaYUsYnD66VN0ImttorS1e0BGf/XjabJqaDR\ngm3uEHf5Z+6Kmctn9PXfAAAAD29wc0BleGFtcGxlLmNvbQECAwQFBg==\n-----END OPENSSH PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let before = r.snapshot();
+
+    let run = r.run(&["--backup-key", key.to_str().unwrap()], FLEET);
+
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("private key") && run.stderr.contains(".pub"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("lines"), "{}", run.stderr);
+    assert_eq!(before, r.snapshot());
 }

@@ -244,7 +244,7 @@ pub fn tool_page(root: &Path, name: &'static str, cmd: Command) -> Result<String
             bail!("{:?} has no {required} section", hand_source(root, name));
         }
     }
-    page.push_str(&markdown::render(&sections));
+    page.push_str(&markdown::render(&sections)?);
     Ok(tidy(&page))
 }
 
@@ -264,7 +264,7 @@ pub fn overview_page(root: &Path) -> Result<String> {
         ".TH RIP 7 \"{DATE}\" \"rip {version}\" \"{MANUAL}\"\n"
     ));
     page.push_str(RAGGED);
-    page.push_str(&markdown::render(&sections));
+    page.push_str(&markdown::render(&sections)?);
     Ok(tidy(&page))
 }
 

@@ -152,7 +152,7 @@ pub fn to_sections(source: &str) -> Result<Vec<Section>> {
                 flush(&mut last.roff, &mut text).with_context(context)?;
             }
             sections.push(Section {
-                title: title.trim().to_uppercase(),
+                title: upper_outside_code(title.trim()),
                 roff: String::new(),
             });
             block = Block::None;
@@ -363,14 +363,32 @@ fn table(rows: &[&str]) -> Result<String> {
     Ok(out)
 }
 
+/// Upper-case a heading, except inside `code` spans (option names keep
+/// their case).
+fn upper_outside_code(title: &str) -> String {
+    title
+        .split('`')
+        .enumerate()
+        .map(|(k, piece)| {
+            if k % 2 == 0 {
+                piece.to_uppercase()
+            } else {
+                piece.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("`")
+}
+
 /// Render sections back to back, each with its `.SH` line.
-pub fn render(sections: &[Section]) -> String {
+pub fn render(sections: &[Section]) -> Result<String> {
     let mut out = String::new();
     for s in sections {
-        out.push_str(&format!(".SH {}\n", s.title));
+        let heading = inline(&s.title).with_context(|| format!("heading {:?}", s.title))?;
+        out.push_str(&format!(".SH {heading}\n"));
         out.push_str(&s.roff);
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -488,6 +506,16 @@ mod tests {
     #[test]
     fn table_rows_must_match_the_header() {
         assert!(to_sections("# A\n| a | b |\n|---|---|\n| 1 |\n").is_err());
+    }
+
+    #[test]
+    fn heading_keeps_the_case_of_code() {
+        let sections = to_sections("# Scores format (`--format scores`)\nx\n").unwrap();
+
+        assert_eq!(
+            render(&sections).unwrap(),
+            ".SH SCORES FORMAT (\\fB\\-\\-format scores\\fR)\n.PP\nx\n"
+        );
     }
 
     #[test]
