@@ -22,6 +22,7 @@ complete -c rip-audit -l cgroup-dir -d 'Where the cgroup file system is (default
 complete -c rip-audit -l unit-dir -d 'Directory of the app units, under --root' -r -F
 complete -c rip-audit -l backup-user -d 'Name of the backup user' -r
 complete -c rip-audit -l backups -d 'With --app: enable backups in the default directory'
+complete -c rip-audit -l allow-empty -d 'Accept an input with no app at all'
 complete -c rip-audit -l dry-run -d 'Report what would change, and change nothing'
 complete -c rip-audit -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c rip-audit -s V -l version -d 'Print version'

@@ -7,6 +7,7 @@ complete -c rip-perms -l root -d 'Act on the system rooted at DIR instead of /' 
 complete -c rip-perms -l jobs -d 'Walker threads (default: the number of CPUs)' -r
 complete -c rip-perms -l max-entries -d 'List at most N changed and N refused entries per app (counts stay exact)' -r
 complete -c rip-perms -l backups -d 'With --app: enable backups in the default directory'
+complete -c rip-perms -l allow-empty -d 'Accept an input with no app at all'
 complete -c rip-perms -l dry-run -d 'Report what would change, and change nothing'
 complete -c rip-perms -l show-policy -d 'Print the layout policy as JSON and exit'
 complete -c rip-perms -s v -l verbose -d 'List every changed and refused entry (no cap)'

@@ -21,6 +21,7 @@ complete -c rip-scrape -l scrape-interval -d 'Scrape interval of a new prometheu
 complete -c rip-scrape -l refresh-interval -d 'How often Prometheus re-reads the target files' -r
 complete -c rip-scrape -l ssh-user -d 'User for the SSH tunnel commands of --explain (USER@HOST)' -r
 complete -c rip-scrape -l backups -d 'With --app: enable backups in the default directory'
+complete -c rip-scrape -l allow-empty -d 'Accept an input with no app at all'
 complete -c rip-scrape -l dry-run -d 'Report what would change, and change nothing'
 complete -c rip-scrape -l replace -d 'Write a fresh prometheus.yml instead of merging into an existing one'
 complete -c rip-scrape -l no-config -d 'Write only the target files; leave prometheus.yml alone'

@@ -346,8 +346,16 @@ pub fn audit_app(
         f.push(Finding::new(
             "PERMS_HOME_OWNER",
             Severity::High,
-            format!("{} is owned by {}, not by {}", spec.home.display(), name_of(home_node.uid), spec.user),
-            at(&spec.home, json!({"owner": name_of(home_node.uid), "mode": mode_str(home_node.mode)})),
+            format!(
+                "{} is owned by {}, not by {}",
+                spec.home.display(),
+                name_of(home_node.uid),
+                spec.user
+            ),
+            at(
+                &spec.home,
+                json!({"owner": name_of(home_node.uid), "mode": mode_str(home_node.mode)}),
+            ),
             format!("chown {}: {}", spec.user, spec.home.display()),
         ));
     }
@@ -356,9 +364,24 @@ pub fn audit_app(
         f.push(Finding::new(
             "ISOLATION_HOME_WORLD_ACCESS",
             Severity::High,
-            format!("{} is open to every local user ({})", spec.home.display(), mode_str(home_node.mode)),
-            at(&spec.home, json!({"mode": mode_str(home_node.mode), "acl": home_node.acl.is_some()})),
-            format!("chmod {} {}", if spec.backups_enabled() { "0710" } else { "0700" }, spec.home.display()),
+            format!(
+                "{} is open to every local user ({})",
+                spec.home.display(),
+                mode_str(home_node.mode)
+            ),
+            at(
+                &spec.home,
+                json!({"mode": mode_str(home_node.mode), "acl": home_node.acl.is_some()}),
+            ),
+            format!(
+                "chmod {} {}",
+                if spec.backups_enabled() {
+                    "0710"
+                } else {
+                    "0700"
+                },
+                spec.home.display()
+            ),
         ));
     }
     let allowed_group = if spec.backups_enabled() { 0o010 } else { 0 };
@@ -367,8 +390,11 @@ pub fn audit_app(
             "PERMS_HOME_MODE",
             Severity::Medium,
             format!("{} has group bits beyond the policy", spec.home.display()),
-            at(&spec.home, json!({"mode": mode_str(home_node.mode),
-                   "policy": if spec.backups_enabled() { "0710" } else { "0700" }})),
+            at(
+                &spec.home,
+                json!({"mode": mode_str(home_node.mode),
+                   "policy": if spec.backups_enabled() { "0710" } else { "0700" }}),
+            ),
             format!(
                 "chmod {} {}",
                 if spec.backups_enabled() {
@@ -431,7 +457,10 @@ pub fn audit_app(
                 "PERMS_SETUID",
                 Severity::High,
                 format!("{} is setuid/setgid inside an app tree", path.display()),
-                at(&path, json!({"mode": mode_str(node.mode), "owner": name_of(node.uid)})),
+                at(
+                    &path,
+                    json!({"mode": mode_str(node.mode), "owner": name_of(node.uid)}),
+                ),
                 format!("chmod ug-s {}", path.display()),
             ));
         }
@@ -464,7 +493,10 @@ pub fn audit_app(
                     "live database {} is readable beyond its owner",
                     path.display()
                 ),
-                at(&path, json!({"mode": mode_str(node.mode), "group": group_of(node.gid)})),
+                at(
+                    &path,
+                    json!({"mode": mode_str(node.mode), "group": group_of(node.gid)}),
+                ),
                 format!("chmod 0600 {}", path.display()),
             ));
         }
@@ -491,13 +523,16 @@ pub fn audit_app(
             let a = access(&node, p, reach);
             if a != "-" && a != "x" {
                 match p.role {
-                    "app" => cross.push(
-                        at(&path, json!({"principal": p.name, "kind": kind, "access": a})),
-                    ),
+                    "app" => cross.push(at(
+                        &path,
+                        json!({"principal": p.name, "kind": kind, "access": a}),
+                    )),
                     "backup" => {
                         let allowed = matches!(kind, "backup" | "backups") && !a.contains('w');
-                        let item =
-                            at(&path, json!({"principal": p.name, "kind": kind, "access": a}));
+                        let item = at(
+                            &path,
+                            json!({"principal": p.name, "kind": kind, "access": a}),
+                        );
                         if matches!(kind, "file" | "dir") && !a.contains('w') {
                             backup_other.push(item);
                         } else if !allowed {
@@ -510,10 +545,13 @@ pub fn audit_app(
             row.insert(p.name.clone(), a);
         }
         if interesting {
-            resources.push(at(&path, json!({
-                "kind": kind, "owner": name_of(node.uid), "group": group_of(node.gid),
-                "mode": mode_str(node.mode), "acl": node.acl.is_some(), "access": row,
-            })));
+            resources.push(at(
+                &path,
+                json!({
+                    "kind": kind, "owner": name_of(node.uid), "group": group_of(node.gid),
+                    "mode": mode_str(node.mode), "acl": node.acl.is_some(), "access": row,
+                }),
+            ));
         }
     }
     if !cross.is_empty() {
@@ -639,6 +677,19 @@ pub fn audit_app(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redteam_non_utf8_path_is_shown_lossily_with_hex() {
+        let p = Path::new(std::ffi::OsStr::from_bytes(b"/d/x\xfe"));
+
+        let ev = at(p, json!({"mode": "0600"}));
+        let plain = at(Path::new("/d/x"), json!({}));
+
+        assert_eq!(ev["path"], "/d/x\u{fffd}");
+        assert_eq!(ev["path_hex"], "2f642f78fe");
+        assert_eq!(ev["mode"], "0600");
+        assert_eq!(plain, json!({"path": "/d/x"}));
+    }
 
     fn who(uid: u32, gids: &[u32]) -> Principal {
         Principal {

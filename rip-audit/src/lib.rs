@@ -12,6 +12,7 @@ pub mod score;
 pub mod syscalls;
 pub mod text;
 pub mod unitfile;
+pub mod weaken;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -57,6 +58,11 @@ pub struct AuditedUnit {
     pub settings: model::Settings,
     /// Syntax issues of the files.
     pub syntax: Vec<unitfile::SyntaxIssue>,
+    /// The main unit file (host path).
+    pub fragment: PathBuf,
+    /// The checks of the unit file alone, without its drop-ins (None when
+    /// there is no drop-in).
+    pub fragment_checks: Option<Vec<score::Row>>,
 }
 
 /// Load and score one unit file (`host_path` is where to read it).
@@ -82,7 +88,10 @@ fn fragment_too_long(
     syntax: &[unitfile::SyntaxIssue],
     settings: &mut model::Settings,
 ) {
-    for i in syntax.iter().filter(|i| i.too_long && i.file == files.fragment) {
+    for i in syntax
+        .iter()
+        .filter(|i| i.too_long && i.file == files.fragment)
+    {
         settings
             .fatal
             .push(format!("{}:{}: {}", i.file.display(), i.line, i.message));
@@ -101,6 +110,17 @@ pub fn audit_indexed(
     fragment_too_long(&files, &syntax, &mut settings);
     let sc = score::score(&settings);
     let loaded = loads(&settings);
+    // The unit file alone, to see what the drop-ins change.
+    let fragment_checks = if files.dropins.is_empty() {
+        None
+    } else {
+        let alone = unitfile::UnitFiles {
+            dropins: Vec::new(),
+            ..files.clone()
+        };
+        let (a, _) = unitfile::read_all(&alone)?;
+        Some(score::score(&model::settings(&files.name, a)).checks)
+    };
     let shown = |p: &Path| root.strip(p).display().to_string();
     Ok(AuditedUnit {
         report: UnitReport {
@@ -115,6 +135,8 @@ pub fn audit_indexed(
         },
         settings,
         syntax,
+        fragment: files.fragment.clone(),
+        fragment_checks,
     })
 }
 
@@ -167,8 +189,8 @@ fn empty_result(args: &cli::Cli) -> AuditResult {
     }
 }
 
-fn unit_findings(u: &AuditedUnit) -> Vec<Finding> {
-    let mut out = Vec::new();
+fn unit_findings(u: &AuditedUnit, root: &Root) -> Vec<Finding> {
+    let mut out = weaken::dropins_weaken(u, root);
     if !u.report.loaded {
         let mut why = u.settings.fatal.clone();
         if !u
@@ -515,7 +537,7 @@ fn run_units(args: &cli::Cli, root: &Root, out: impl Write) -> anyhow::Result<Ex
             host: &host,
         };
         let mut res = empty_result(args);
-        res.findings = unit_findings(&u);
+        res.findings = unit_findings(&u, root);
         let (f, ov) = lint::lint(&u, &cx);
         res.findings.extend(f);
         res.overrides_systemd_analyze = ov;
@@ -628,7 +650,16 @@ pub fn run(args: &cli::Cli, stdin: impl Read, stdout: impl Write) -> anyhow::Res
                     users: &users,
                     host: &host,
                 };
-                res.findings = unit_findings(u);
+                res.findings = unit_findings(u, &root);
+                res.findings
+                    .extend(weaken::writable_outside(u, &r.spec, &root));
+                let target = r
+                    .result_of("rip_unit")
+                    .and_then(|v| v.get("exposure_target"))
+                    .and_then(serde_json::Value::as_f64);
+                if let Some(f) = target.and_then(|t| weaken::over_target(u, t)) {
+                    res.findings.push(f);
+                }
                 let (f, ov) = lint::lint(u, &cx);
                 res.findings.extend(f);
                 res.overrides_systemd_analyze = ov;

@@ -172,7 +172,7 @@ fn parse_line(
             file: file.to_path_buf(),
             line,
             message: "assignment outside of any section".into(),
-                too_long: false,
+            too_long: false,
         });
         return;
     };
@@ -181,7 +181,7 @@ fn parse_line(
             file: file.to_path_buf(),
             line,
             message: format!("missing '=' in {l:?}"),
-                too_long: false,
+            too_long: false,
         });
         return;
     };
@@ -457,6 +457,26 @@ mod tests {
 
         assert_eq!(a[0].value, "@a    @b");
         assert_eq!((a[1].key.as_str(), a[1].line), ("User", 5));
+    }
+
+    #[test]
+    fn redteam_line_over_long_line_max_ends_the_parse() {
+        let ok = format!("[Service]\nA={}\nB=1\n", "x".repeat(LONG_LINE_MAX - 3));
+        let long = format!("[Service]\nA=1\nB={}\nC=1\n", "x".repeat(LONG_LINE_MAX - 2));
+        let cont = format!(
+            "[Service]\nA={}\\\n{}\n",
+            "x".repeat(LONG_LINE_MAX / 2),
+            "y".repeat(LONG_LINE_MAX / 2)
+        );
+
+        let (a_ok, i_ok) = parse_ini(&ok, Path::new("f"));
+        let (a_long, i_long) = parse_ini(&long, Path::new("f"));
+        let (a_cont, i_cont) = parse_ini(&cont, Path::new("f"));
+
+        assert_eq!((a_ok.len(), i_ok.len()), (2, 0));
+        assert_eq!(a_long.len(), 1);
+        assert!(i_long[0].too_long && i_long[0].line == 3);
+        assert!(a_cont.is_empty() && i_cont[0].too_long && i_cont[0].line == 3);
     }
 
     #[test]

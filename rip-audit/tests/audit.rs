@@ -888,6 +888,346 @@ fn text_format_prints_a_summary() {
     assert!(text.contains("app1") && text.contains("app3"), "{text}");
 }
 
+/// Findings of `app` in a run's records.
+fn findings_of<'a>(recs: &'a [Value], app: &str) -> Vec<&'a Value> {
+    recs.iter()
+        .find(|r| r["name"] == app)
+        .unwrap_or_else(|| panic!("no record for {app}"))["rip_audit"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect()
+}
+
+/// Red-team finding 1: a non-UTF-8 file name under one app's home made
+/// rip-audit panic (exit 101, no output) for the whole fleet.
+#[test]
+fn redteam_non_utf8_file_name_does_not_stop_the_audit() {
+    use std::os::unix::ffi::OsStrExt;
+    let fx = Fx::good("non_utf8_name");
+    fx.groups("app1,app2", "");
+    let data = fx.path("/home/app1/data");
+    for (name, mode) in [(&b"x\xfe"[..], 0o600), (&b"leak\xff.key"[..], 0o644)] {
+        let p = data.join(std::ffi::OsStr::from_bytes(name));
+        std::fs::write(&p, "k").unwrap();
+        std::os::unix::fs::chown(&p, Some(60001), Some(60001)).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    let (code, recs, out) = fx.run(&[], APPS);
+
+    assert_eq!(code, 1, "{}", show("rip-audit", &out));
+    assert_eq!(recs.len(), 3, "{}", show("rip-audit", &out));
+    let key = findings_of(&recs, "app1")
+        .into_iter()
+        .find(|f| f["code"] == "PERMS_KEY_READABLE")
+        .unwrap_or_else(|| panic!("{}", show("rip-audit", &out)))
+        .clone();
+    assert_eq!(key["evidence"]["path"], "/home/app1/data/leak\u{fffd}.key");
+    assert_eq!(
+        key["evidence"]["path_hex"],
+        "2f686f6d652f617070312f646174612f6c65616bff2e6b6579"
+    );
+    let matrix = recs[0]["rip_audit"]["matrix"]["resources"].to_string();
+    assert!(matrix.contains("path_hex"), "{matrix}");
+    // The other apps are audited as usual.
+    for app in ["app2", "app3"] {
+        let bad: Vec<_> = findings_of(&recs, app)
+            .into_iter()
+            .filter(|f| f["severity"] != "info" && f["severity"] != "low")
+            .collect();
+        assert!(bad.is_empty(), "{app}: {bad:#?}");
+    }
+}
+
+const EVIL_DROPIN: &str = "[Service]\nProtectHome=no\nProtectSystem=no\nPrivateTmp=no\n\
+    SystemCallFilter=\nRestrictAddressFamilies=\nNoNewPrivileges=no\nReadWritePaths=/etc\n";
+
+/// Red-team finding 2: a drop-in that strips the hardening scored "OK"
+/// with no finding and exit 0.
+#[test]
+fn redteam_dropin_weakening_the_unit_is_a_high_finding() {
+    let fx = Fx::good("dropin_weakens");
+    fx.groups("app1,app2", "");
+    let (code, _, out) = fx.run(&[], APPS);
+    assert_eq!(code, 0, "{}", show("rip-audit (before)", &out));
+    fx.write(
+        "/etc/systemd/system/app1.service.d/50-evil.conf",
+        EVIL_DROPIN,
+        0o644,
+        0,
+        0,
+    );
+
+    let (code, recs, out) = fx.run(&[], APPS);
+
+    assert_eq!(code, 1, "{}", show("rip-audit", &out));
+    let f = findings_of(&recs, "app1");
+    let weak: Vec<&str> = f
+        .iter()
+        .filter(|f| f["code"] == "UNIT_DROPIN_WEAKENS")
+        .map(|f| {
+            assert_eq!(f["severity"], "high");
+            assert_eq!(
+                f["evidence"]["dropins"][0],
+                "/etc/systemd/system/app1.service.d/50-evil.conf"
+            );
+            assert!(!f["evidence"]["directives"].as_array().unwrap().is_empty());
+            f["evidence"]["json_field"].as_str().unwrap()
+        })
+        .collect();
+    for field in [
+        "ProtectHome",
+        "ProtectSystem",
+        "PrivateTmp",
+        "NoNewPrivileges",
+        "RestrictAddressFamilies_AF_PACKET",
+        "SystemCallFilter_swap",
+    ] {
+        assert!(weak.contains(&field), "{field} not in {weak:?}");
+    }
+    let ph = f
+        .iter()
+        .find(|f| {
+            f["code"] == "UNIT_DROPIN_WEAKENS" && f["evidence"]["json_field"] == "ProtectHome"
+        })
+        .unwrap();
+    assert_eq!(
+        ph["evidence"]["directives"][0]["directive"],
+        "ProtectHome=no"
+    );
+    let rw = f
+        .iter()
+        .find(|f| f["code"] == "UNIT_WRITABLE_OUTSIDE_APP")
+        .unwrap_or_else(|| panic!("{f:#?}"));
+    assert_eq!(rw["evidence"]["path"], "/etc");
+    assert_eq!(rw["severity"], "high");
+    // The other apps are untouched.
+    assert!(findings_of(&recs, "app2")
+        .iter()
+        .all(|f| f["code"] != "UNIT_DROPIN_WEAKENS"));
+
+    // A drop-in that only adds hardening is no finding.
+    fx.write(
+        "/etc/systemd/system/app1.service.d/50-evil.conf",
+        "[Service]\nPrivateIPC=yes\nRemoveIPC=yes\n",
+        0o644,
+        0,
+        0,
+    );
+    let (code, _, out) = fx.run(&[], APPS);
+    assert_eq!(code, 0, "{}", show("rip-audit (hardening drop-in)", &out));
+}
+
+/// Red-team finding 2 (b): writable paths outside the app's own tree, also
+/// in the unit file itself and through `..`.
+#[test]
+fn redteam_writable_path_outside_the_app() {
+    case(
+        "writable_outside",
+        "app2",
+        "UNIT_WRITABLE_OUTSIDE_APP",
+        |fx| {
+            fx.edit_unit(
+                "app2",
+                "ReadWritePaths=/home/app2/data",
+                "ReadWritePaths=/home/app2/data -/home/app2/../../var/lib",
+            )
+        },
+        |fx| {
+            fx.edit_unit(
+                "app2",
+                "ReadWritePaths=/home/app2/data",
+                "ReadWritePaths=/home/app2/data -/home/app2/data/../cache",
+            )
+        },
+    );
+    case(
+        "bind_outside",
+        "app3",
+        "UNIT_WRITABLE_OUTSIDE_APP",
+        |fx| {
+            fx.edit_unit(
+                "app3",
+                "BindPaths=/home/app3",
+                "BindPaths=/home/app3 /etc:/home/app3/etc",
+            )
+        },
+        |_| {},
+    );
+}
+
+/// Red-team finding 2 (c): a score above rip-unit's `exposure_target`.
+#[test]
+fn redteam_score_above_rip_unit_exposure_target() {
+    let fx = Fx::good("exposure_target");
+    fx.groups("app1,app2", "");
+    let apps = |target: &str| {
+        let mut v: Vec<Value> = serde_json::from_str(APPS).unwrap();
+        for r in &mut v {
+            let unit = format!(
+                "/etc/systemd/system/{}.service",
+                r["name"].as_str().unwrap()
+            );
+            r["rip_unit"] = serde_json::json!({"changed": false, "dry_run": false,
+                "unit": unit, "exposure_target": serde_json::from_str::<Value>(target).unwrap()});
+        }
+        v.iter().map(|r| r.to_string() + "\n").collect::<String>()
+    };
+
+    let (code, recs, out) = fx.run(&[], &apps("9.9"));
+    assert_eq!(code, 0, "{}", show("rip-audit (target 9.9)", &out));
+    let score = recs[0]["rip_audit"]["unit"]["score"].as_u64().unwrap();
+    assert!(score > 5, "score {score}");
+    let (code, recs, out) = fx.run(&[], &apps("0.5"));
+
+    assert_eq!(code, 1, "{}", show("rip-audit (target 0.5)", &out));
+    let f = findings_of(&recs, "app1");
+    let over = f
+        .iter()
+        .find(|f| f["code"] == "UNIT_OVER_EXPOSURE_TARGET")
+        .unwrap_or_else(|| panic!("{f:#?}"));
+    assert_eq!(over["evidence"]["exposure_target"], 0.5);
+    assert_eq!(over["evidence"]["score"], score);
+}
+
+/// systemd-analyze's rows for `unit` under `root` (`--root`, by name, so
+/// drop-ins apply), or its stderr when it cannot load the unit.
+fn analyze_in_root(root: &Path, unit: &str) -> Result<Vec<Value>, String> {
+    let policy = root.join("EMPTY.json");
+    std::fs::write(&policy, "{}").unwrap();
+    let res = Command::new(systemd_analyze_or_fail())
+        .env("SYSTEMD_ANALYZE_DEBUG", "1")
+        .env("SYSTEMD_LOG_LEVEL", "err")
+        .args(["security", "--offline=true", "--json=short"])
+        .arg(format!("--security-policy={}", policy.display()))
+        .arg(format!("--root={}", root.display()))
+        .arg(unit)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&res.stdout)
+        .lines()
+        .find(|l| l.starts_with('['))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .ok_or_else(|| String::from_utf8_lossy(&res.stderr).into_owned())
+}
+
+/// Red-team finding 3: a line over systemd's LONG_LINE_MAX (1 MiB) makes
+/// systemd 252 refuse the whole unit ("No buffer space available"); in a
+/// drop-in it ends that drop-in only. Checked against systemd-analyze.
+#[test]
+fn redteam_line_over_long_line_max_fails_to_load() {
+    const M: usize = 1024 * 1024;
+    let root = test_dir("long_line").join("root");
+    let dir = root.join("etc/systemd/system");
+    std::fs::create_dir_all(dir.join("drop.service.d")).unwrap();
+    let base = "[Service]\nExecStart=/bin/true\nPrivateTmp=yes\n";
+    let line = |n: usize| format!("Environment=A={}", "x".repeat(n - 14));
+    let cont = format!(
+        "Environment=A={}\\\n{}\n",
+        "y".repeat(M / 2),
+        "z".repeat(M / 2)
+    );
+    let files = [
+        ("short.service", format!("{base}{}\n", line(M - 1))),
+        ("long.service", format!("{base}{}\n", line(M))),
+        ("comment.service", format!("{base}#{}\n", "c".repeat(M))),
+        ("cont.service", format!("{base}{cont}")),
+        (
+            "drop.service",
+            "[Service]\nExecStart=/bin/true\n".to_owned(),
+        ),
+    ];
+    for (name, text) in &files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    std::fs::write(
+        dir.join("drop.service.d/a.conf"),
+        format!(
+            "[Service]\nPrivateTmp=yes\n{}\nProtectSystem=strict\n",
+            line(M + 5)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("drop.service.d/b.conf"),
+        "[Service]\nNoNewPrivileges=yes\n",
+    )
+    .unwrap();
+    let r = root.display().to_string();
+    let paths: Vec<String> = files
+        .iter()
+        .map(|(n, _)| dir.join(n).display().to_string())
+        .collect();
+    let mut args = vec!["--root", r.as_str(), "--observe=no", "--unit"];
+    args.extend(paths.iter().map(String::as_str));
+
+    let (code, recs, out) = rip_audit(&args, "");
+
+    assert_eq!(code, 1, "{}", show("rip-audit --unit", &out));
+    assert_eq!(
+        recs.len(),
+        files.len(),
+        "{}",
+        show("rip-audit --unit", &out)
+    );
+    for ((name, _), rec) in files.iter().zip(&recs) {
+        let a = &rec["rip_audit"];
+        let codes = codes_of(rec);
+        let systemd = analyze_in_root(&root, name);
+        let loads = !matches!(*name, "long.service" | "comment.service" | "cont.service");
+        assert_eq!(a["unit"]["loaded"], loads, "{name}: {a:#}");
+        assert_eq!(
+            systemd.is_ok(),
+            loads,
+            "{name}: systemd-analyze: {systemd:?}"
+        );
+        if loads {
+            let want = systemd_rows(&systemd.unwrap());
+            assert_eq!(rip_rows(&a["unit"]), want, "{name}");
+        } else {
+            let err = systemd.unwrap_err();
+            assert!(err.contains("No buffer space available"), "{name}: {err}");
+            assert!(has(&codes, "UNIT_LOAD_FAILED"), "{name}: {codes:?}");
+            assert!(has(&codes, "UNIT_LINE_TOO_LONG"), "{name}: {codes:?}");
+        }
+        assert_eq!(
+            has(&codes, "UNIT_LINE_TOO_LONG"),
+            *name != "short.service",
+            "{name}: {codes:?}"
+        );
+    }
+    let drop = &recs[4]["rip_audit"];
+    let f = drop["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "UNIT_LINE_TOO_LONG")
+        .unwrap();
+    assert_eq!(f["severity"], "high");
+    assert_eq!(
+        f["evidence"]["file"],
+        "/etc/systemd/system/drop.service.d/a.conf"
+    );
+    assert_eq!(f["evidence"]["line"], 3);
+
+    // --format scores agrees on `loaded`.
+    let mut args = vec!["--root", r.as_str(), "--format", "scores", "--unit"];
+    args.extend(paths.iter().map(String::as_str));
+    let (_, lines, out) = rip_audit(&args, "");
+    let loaded: Vec<bool> = lines
+        .iter()
+        .map(|l| l["loaded"].as_bool().unwrap())
+        .collect();
+    assert_eq!(
+        loaded,
+        [true, false, false, false, true],
+        "{}",
+        show("scores", &out)
+    );
+}
+
 #[test]
 fn scores_format_with_app_specs_gives_one_line_per_app() {
     let fx = Fx::good("scores-specs");

@@ -146,7 +146,7 @@ pub fn from_manual(text: &str) -> Result<String> {
         if !fenced && !line.starts_with(' ') {
             if let Some(rest) = line.strip_prefix("## ") {
                 started = true;
-                out.push_str(&format!("# {rest}\n"));
+                out.push_str(&format!("# {}\n", undouble(rest)));
                 continue;
             }
             if let Some(rest) = line.strip_prefix("### ") {
@@ -169,6 +169,19 @@ pub fn from_manual(text: &str) -> Result<String> {
         bail!("no '## SECTION' heading");
     }
     Ok(out)
+}
+
+/// A heading pasted twice on one line (`EXIT STATUS## EXIT STATUS`) is
+/// read once.
+/// See: rip-audit/MANUAL.md had such a line at the time of writing.
+fn undouble(heading: &str) -> &str {
+    let mut parts = heading.split("## ").map(str::trim);
+    let first = parts.next().unwrap_or(heading);
+    if parts.all(|p| p == first) {
+        first
+    } else {
+        heading
+    }
 }
 
 fn read_source(root: &Path, name: &str) -> Result<Vec<markdown::Section>> {
@@ -387,6 +400,13 @@ mod tests {
             from_manual(text).unwrap(),
             "# JSON OUTPUT\n## Keys\nx\n```\n## not a heading\n```\n"
         );
+    }
+
+    #[test]
+    fn doubled_heading_is_read_once() {
+        assert_eq!(undouble("EXIT STATUS## EXIT STATUS"), "EXIT STATUS");
+        assert_eq!(undouble("A## B"), "A## B");
+        assert_eq!(undouble("FILES"), "FILES");
     }
 
     #[test]
