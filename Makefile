@@ -21,6 +21,7 @@ e2e:
 	$(CARGO) build --workspace --bins
 	bash tests/e2e/run
 	bash rip-user/tests/e2e.sh $(or $(CARGO_TARGET_DIR),target)/debug/rip-user
+	BIN_DIR=$(or $(CARGO_TARGET_DIR),target)/debug bash docs/walkthrough-check
 
 lint:
 	$(CARGO) fmt --all --check
