@@ -64,7 +64,7 @@ fn bad(field: impl Into<String>, message: impl Into<String>) -> FieldError {
 /// Top-level directories an app's home or writable path must never be in.
 /// All of /var is refused: daemons, spools, logs and package databases live
 /// there, and a chown of any of them hands a system file to an app.
-const SYSTEM_DIRS: &[&str] = &[
+pub const SYSTEM_DIRS: &[&str] = &[
     "bin",
     "boot",
     "dev",
@@ -130,7 +130,10 @@ pub fn check_abs_path(field: &str, path: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn check_not_system(field: &str, path: &str, what: &str) -> Result<(), FieldError> {
+/// Check that `path` (absolute, normalized) is neither `/`, nor a system
+/// directory or inside one ([`SYSTEM_DIRS`], `/var/tmp`), and lies at least
+/// two levels deep: the rules of an app's home and writable paths.
+pub fn check_not_system(field: &str, path: &str, what: &str) -> Result<(), FieldError> {
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
     if path == "/" || SYSTEM_DIRS.contains(&first) || path.starts_with("/var/tmp") {
         return Err(bad(

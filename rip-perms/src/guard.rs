@@ -18,27 +18,9 @@ use crate::sys::{self, Kind, Stat};
 
 /// Top-level directories of the system: no app tree may be one of them or
 /// lie inside one (`/var` included: `/var/log`, `/var/spool`, daemons'
-/// `/var/lib/*` homes).
-pub const SYSTEM_TOPS: &[&str] = &[
-    "bin",
-    "boot",
-    "dev",
-    "etc",
-    "lib",
-    "lib32",
-    "lib64",
-    "libx32",
-    "lost+found",
-    "proc",
-    "root",
-    "run",
-    "sbin",
-    "snap",
-    "sys",
-    "tmp",
-    "usr",
-    "var",
-];
+/// `/var/lib/*` homes). rip-core refuses them in specs already; this guard
+/// checks again on what is on disk.
+pub use rip_core::validate::SYSTEM_DIRS as SYSTEM_TOPS;
 
 /// Homes of passwd entries that mean "no home".
 const NO_HOME: &[&str] = &["/", "/nonexistent"];

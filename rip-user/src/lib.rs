@@ -41,27 +41,13 @@ pub const DEBIAN_BACKUP: &str = "backup";
 /// The GECOS of a backup user rip-user created.
 pub const BACKUP_GECOS: &str = "rip backup";
 
-/// Top-level directories a home must never be in: rip-core's list for app
-/// homes (private in rip_core::validate, so repeated here) plus `var`,
-/// which holds system state and spools (rip-core refuses it too from now).
-const SYSTEM_DIRS: &[&str] = &[
-    "bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "root", "run", "sbin",
-    "sys", "tmp", "usr", "var",
-];
-
 /// The rules of an app's home, for `--backup-home`: absolute, normalized,
 /// not in a system directory, at least two levels deep.
 fn check_home_path(what: &str, path: &str) -> anyhow::Result<()> {
     rip_core::validate::check_abs_path(what, path)
         .map_err(|e| anyhow::anyhow!("{what}: {}", e.message))?;
-    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    if path == "/" || SYSTEM_DIRS.contains(&first) {
-        bail!("{what} {path:?} is a system directory or lies under one");
-    }
-    if path.matches('/').count() < 2 {
-        bail!("{what} {path:?} must be at least two levels deep (like /home/backup)");
-    }
-    Ok(())
+    rip_core::validate::check_not_system(what, path, what)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))
 }
 
 /// The home directory part of the result.
