@@ -243,7 +243,7 @@ fn under(path: &str, dir: &str) -> bool {
     Path::new(path).starts_with(dir)
 }
 
-/// Every word of every `key=` line of [Service], with its line.
+/// Every word of every `key=` line of `[Service]`, with its line.
 pub fn path_words(s: &Settings, key: &str) -> Vec<(Assignment, String)> {
     let mut out = Vec::new();
     for a in s.list("Service", key) {
