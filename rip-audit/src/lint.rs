@@ -212,9 +212,12 @@ fn unknown_directive_fix(
 /// Whether systemd 252 applies NoNewPrivileges implicitly
 /// (`context_has_no_new_privileges`, for a process without CAP_SYS_ADMIN).
 pub fn implied_nnp(s: &Settings) -> bool {
-    s.flag("NoNewPrivileges")
-        || s.dynamic_user
-        || s.syscall_filter.is_some()
+    s.flag("NoNewPrivileges") || s.dynamic_user || uses_seccomp(s)
+}
+
+/// Whether any setting systemd implements with a seccomp filter is on.
+pub fn uses_seccomp(s: &Settings) -> bool {
+    s.syscall_filter.is_some()
         || !s.syscall_archs.is_empty()
         || s.af_set.is_some()
         || s.af_allow_list

@@ -195,25 +195,7 @@ pub fn declared(s: &Settings, acc: &Accounts, last_cap: u32) -> Declared {
     }
     let bounding = s.cap_bounding & all;
     let root = uid == Some(0);
-    let seccomp = s.syscall_filter.is_some()
-        || !s.syscall_archs.is_empty()
-        || s.af_set.is_some()
-        || s.af_allow_list
-        || s.restrict_namespaces != u64::MAX
-        || [
-            "LockPersonality",
-            "MemoryDenyWriteExecute",
-            "PrivateDevices",
-            "ProtectClock",
-            "ProtectHostname",
-            "ProtectKernelTunables",
-            "ProtectKernelModules",
-            "ProtectKernelLogs",
-            "RestrictRealtime",
-            "RestrictSUIDSGID",
-        ]
-        .iter()
-        .any(|f| s.flag(f));
+    let seccomp = crate::lint::uses_seccomp(s);
     Declared {
         uid,
         gids,

@@ -109,7 +109,7 @@ pub fn writable_outside(u: &AuditedUnit, spec: &AppSpec, root: &Root) -> Vec<Fin
             if key == "BindPaths" {
                 p = p.split(':').next().unwrap_or(p);
             }
-            // TODO(#2): specifiers (`%S/x`) are not expanded; such entries
+            // TODO(#9): specifiers (`%S/x`) are not expanded; such entries
             // are not checked.
             if !p.starts_with('/') {
                 continue;
