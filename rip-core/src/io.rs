@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, Read, Write};
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
@@ -298,19 +298,6 @@ pub fn write_record<W: Write>(
     raw.insert(key.to_owned(), serde_json::to_value(result)?);
     serde_json::to_writer(&mut *out, &Value::Object(raw))?;
     out.write_all(b"\n")
-}
-
-/// Read lines of NDJSON from a buffered reader without validation (for
-/// tools that consume their own output in tests).
-pub fn read_ndjson(reader: impl BufRead) -> anyhow::Result<Vec<Value>> {
-    let mut out = Vec::new();
-    for line in reader.lines() {
-        let line = line?;
-        if !line.trim().is_empty() {
-            out.push(serde_json::from_str(&line)?);
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

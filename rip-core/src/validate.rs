@@ -557,11 +557,6 @@ pub fn check_fleet(specs: &[&AppSpec]) -> Result<(), (usize, FieldError)> {
     Ok(())
 }
 
-/// Whether `p` is inside `base` (both absolute, normalized).
-pub fn is_within(p: &Path, base: &Path) -> bool {
-    p.starts_with(base)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
