@@ -13,7 +13,7 @@ high\t'Breaks isolation or the app'
 critical\t'Another principal can take over the app or the host'"
 complete -c rip-audit -l format -d 'Output format: NDJSON records, a human summary, or compact scores' -r -f -a "json\t'NDJSON, one record per app or unit'
 text\t'A human-readable summary'
-scores\t'One compact line per unit: score, label, failing checks (no findings)'"
+scores\t'One compact line per unit: score and label (no checks, no findings)'"
 complete -c rip-audit -l observe -d 'Compare running services with their units (default: only when --root is /)' -r -f -a "auto\t'Only when --root is / (or --proc-dir is given)'
 yes\t'Always (a missing cgroup is reported)'
 no\t'Never'"

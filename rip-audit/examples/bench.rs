@@ -1,13 +1,22 @@
 //! Benchmark: audit N generated unit files with one
 //! `systemd-analyze security --offline=true` call, with rip-audit's full
 //! JSON mode (`--unit FILE...`) and with its lean mode (`--unit FILE...
-//! --format scores`); print the wall times side by side, the ratios, and
-//! check that every score (and, for the lean mode, the set of failing
-//! checks) equals systemd's. Each command runs RUNS times, interleaved, so
-//! that a loaded machine hurts them alike; min and median are shown.
+//! --format scores`); print the wall times side by side and the ratios,
+//! and check that every score equals systemd's (and, for the full mode,
+//! every check's badness).
+//!
+//! Timed runs write stdout to /dev/null, as hyperfine does. Each command
+//! is timed two ways: back to back (two untimed warm-up runs, then RUNS in
+//! a row, as hyperfine does) and interleaved (RUNS rounds of
+//! systemd-analyze, full, lean, so that each rip-audit run comes right
+//! after other work, as a one-off run would, and a busy machine hurts all
+//! three alike). Min and median are shown. The outputs compared come from
+//! one more, untimed, run of each command.
 //!
 //! cargo build --release -p rip-audit --bins --examples
 //! target/release/examples/bench [N] [RUNS] [path/to/rip-audit]
+//!
+//! With RIP_BENCH_DIR=DIR the units are written to DIR and kept.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/support/gen.rs"]
@@ -15,7 +24,7 @@ mod gen;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// systemd's overall score and its failing checks (badness > 0), from one
@@ -37,10 +46,22 @@ fn systemd_unit(rows: &[serde_json::Value]) -> (u64, BTreeSet<String>) {
     ((b * 100).div_ceil(w), failing)
 }
 
-fn timed(cmd: &mut Command) -> (Duration, Output) {
+fn timed(cmd: &mut Command) -> Duration {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     let t = Instant::now();
-    let out = cmd.output().expect("cannot run the benchmarked command");
-    (t.elapsed(), out)
+    let status = cmd.status().expect("cannot run the benchmarked command");
+    let elapsed = t.elapsed();
+    assert!(status.code().is_some(), "killed by a signal");
+    elapsed
+}
+
+/// The stdout of one untimed run.
+fn captured(cmd: &mut Command) -> Vec<u8> {
+    let out: Output = cmd
+        .stderr(Stdio::null())
+        .output()
+        .expect("cannot run the command");
+    out.stdout
 }
 
 fn stats(times: &mut [Duration]) -> (f64, f64) {
@@ -58,9 +79,13 @@ fn main() {
         let me = std::env::current_exe().unwrap();
         me.parent().unwrap().parent().unwrap().join("rip-audit")
     });
-    let dir = tempfile::tempdir().unwrap();
-    let files = gen::write_units(dir.path(), 0xbe9c_4000, n);
-    let policy = dir.path().join("EMPTY.json");
+    // RIP_BENCH_DIR keeps the generated units (for profiling by hand).
+    let tmp = tempfile::tempdir().unwrap();
+    let dir =
+        std::env::var_os("RIP_BENCH_DIR").map_or_else(|| tmp.path().to_owned(), PathBuf::from);
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = gen::write_units(&dir, 0xbe9c_4000, n);
+    let policy = dir.join("EMPTY.json");
     std::fs::write(&policy, "{}").unwrap();
 
     let sd_cmd = || {
@@ -83,85 +108,99 @@ fn main() {
         c
     };
 
-    let (mut sd_t, mut full_t, mut lean_t) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut sd_out, mut full_out, mut lean_out) = (None, None, None);
-    for _ in 0..runs.max(1) {
-        let (t, o) = timed(&mut sd_cmd());
-        sd_t.push(t);
-        sd_out = Some(o);
-        let (t, o) = timed(&mut full_cmd());
-        full_t.push(t);
-        full_out = Some(o);
-        let (t, o) = timed(&mut lean_cmd());
-        lean_t.push(t);
-        lean_out = Some(o);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let cmds: [&dyn Fn() -> Command; 3] = [&sd_cmd, &full_cmd, &lean_cmd];
+    // times[way][command]: back to back, then interleaved.
+    let mut times: [[Vec<Duration>; 3]; 2] = Default::default();
+    for (k, cmd) in cmds.iter().enumerate() {
+        for _ in 0..2 {
+            timed(&mut cmd());
+        }
+        for _ in 0..runs.max(1) {
+            times[0][k].push(timed(&mut cmd()));
+        }
     }
-    let (sd_out, full_out, lean_out) = (sd_out.unwrap(), full_out.unwrap(), lean_out.unwrap());
+    for _ in 0..runs.max(1) {
+        for (k, cmd) in cmds.iter().enumerate() {
+            times[1][k].push(timed(&mut cmd()));
+        }
+    }
+    let (sd_out, full_out, lean_out) = (
+        captured(&mut sd_cmd()),
+        captured(&mut full_cmd()),
+        captured(&mut lean_cmd()),
+    );
 
-    let expected: Vec<(u64, BTreeSet<String>)> = String::from_utf8_lossy(&sd_out.stdout)
+    let expected: Vec<(u64, BTreeSet<String>)> = String::from_utf8_lossy(&sd_out)
         .lines()
         .filter(|l| l.starts_with('['))
         .map(|l| systemd_unit(&serde_json::from_str::<Vec<serde_json::Value>>(l).unwrap()))
         .collect();
-    let full: Vec<u64> = String::from_utf8_lossy(&full_out.stdout)
+    let full: Vec<(u64, BTreeSet<String>)> = String::from_utf8_lossy(&full_out)
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["rip_audit"]["unit"]["score"].as_u64().unwrap()
-        })
-        .collect();
-    let lean: Vec<(u64, BTreeSet<String>)> = String::from_utf8_lossy(&lean_out.stdout)
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let failing = v["failing"]
+            let u = &v["rip_audit"]["unit"];
+            let failing = u["checks"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|f| f.as_str().unwrap().to_owned())
+                .filter(|r| r["badness"].as_u64().is_some_and(|b| b > 0))
+                .map(|r| r["json_field"].as_str().unwrap().to_owned())
                 .collect();
-            (v["score"].as_u64().unwrap(), failing)
+            (u["score"].as_u64().unwrap(), failing)
+        })
+        .collect();
+    let lean: Vec<u64> = String::from_utf8_lossy(&lean_out)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["score"].as_u64().unwrap()
         })
         .collect();
     let expected_scores: Vec<u64> = expected.iter().map(|(s, _)| *s).collect();
-    let full_same = full == expected_scores;
-    let lean_same = lean == expected;
+    let full_same = full == expected;
+    let lean_same = lean == expected_scores;
 
-    let (sd_min, sd_med) = stats(&mut sd_t);
-    let (full_min, full_med) = stats(&mut full_t);
-    let (lean_min, lean_med) = stats(&mut lean_t);
     let ms = |s: f64| s * 1000.0;
     println!(
-        "units: {n}, runs: {}, output: full {} KB, scores {} KB",
+        "units: {n}, runs: {}, load before: {}, output: full {} KB, scores {} KB",
         runs.max(1),
-        full_out.stdout.len() / 1024,
-        lean_out.stdout.len() / 1024
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        full_out.len() / 1024,
+        lean_out.len() / 1024
     );
-    println!(
-        "{:<30}{:>9}{:>11}{:>16}{:>13}",
-        "", "min ms", "median ms", "ratio (median)", "ratio (min)"
-    );
-    println!(
-        "{:<30}{:>9.1}{:>11.1}",
+    println!("stdout to /dev/null; min / median ms, ratio to systemd-analyze of the medians");
+    println!("{:<28}{:>28}{:>28}", "", "back to back", "interleaved");
+    let [back, inter] = &mut times;
+    let sd = [stats(&mut back[0]), stats(&mut inter[0])];
+    for (k, name) in [
         "systemd-analyze",
-        ms(sd_min),
-        ms(sd_med)
-    );
-    for (name, min, med) in [
-        ("rip-audit (full JSON)", full_min, full_med),
-        ("rip-audit --format scores", lean_min, lean_med),
-    ] {
-        println!(
-            "{name:<30}{:>9.1}{:>11.1}{:>15.4}x{:>12.4}x",
-            ms(min),
-            ms(med),
-            med / sd_med,
-            min / sd_min
-        );
+        "rip-audit (full JSON)",
+        "rip-audit --format scores",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut line = format!("{name:<28}");
+        for (w, way) in [&mut *back, &mut *inter].into_iter().enumerate() {
+            let (min, med) = stats(&mut way[k]);
+            let cell = if k == 0 {
+                format!("{:.1} / {:.1}", ms(min), ms(med))
+            } else {
+                format!("{:.1} / {:.1}  {:.4}x", ms(min), ms(med), med / sd[w].1)
+            };
+            line.push_str(&format!("{cell:>28}"));
+        }
+        println!("{line}");
     }
     println!("target: --format scores <= 0.02x");
     println!(
-        "scores identical: full {full_same} ({} of {}), scores mode {lean_same} ({} of {}, failing checks included)",
+        "identical to systemd: full mode {full_same} ({} of {}, every check's badness > 0 included), \
+         scores mode {lean_same} ({} of {})",
         full.len(),
         expected.len(),
         lean.len(),

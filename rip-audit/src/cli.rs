@@ -49,11 +49,11 @@ pub struct Cli {
     /// `scores` is the lean mode for fleet-wide scoring of many unit files:
     /// one line per unit file (with --unit, in argument order),
     /// `{"unit":NAME,"path":FILE,"loaded":BOOL,"score":0-100,"exposure":0.0-10.0,
-    /// "label":LABEL,"failing":[JSON_FIELD...]}`, where `failing` lists the
-    /// checks with a badness above 0; with app specs, one line per app with
-    /// `"app":NAME` first (and nulls when the unit is missing). With --unit
-    /// only systemd's score is computed (no lint, no observation). The exit
-    /// status follows --threshold only; findings and --fail-on do not apply.
+    /// "label":LABEL}`; with app specs, one line per app with `"app":NAME`
+    /// first (and nulls when the unit is missing). With --unit only
+    /// systemd's score is computed (no per-check rows, no lint, no
+    /// observation). The exit status follows --threshold only; findings and
+    /// --fail-on do not apply.
     #[arg(long, value_enum, default_value = "json")]
     pub format: Format,
 
@@ -86,7 +86,7 @@ pub enum Format {
     Json,
     /// A human-readable summary.
     Text,
-    /// One compact line per unit: score, label, failing checks (no
+    /// One compact line per unit: score and label (no checks, no
     /// findings).
     Scores,
 }

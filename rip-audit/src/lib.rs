@@ -14,6 +14,7 @@ pub mod text;
 pub mod unitfile;
 pub mod weaken;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -67,17 +68,14 @@ pub struct AuditedUnit {
 
 /// Load and score one unit file (`host_path` is where to read it).
 pub fn audit_unit_file(root: &Root, host_path: &Path) -> anyhow::Result<AuditedUnit> {
-    let idx = unitfile::DropinIndex::new(root, &[host_path.to_path_buf()]);
+    let files = [host_path.to_path_buf()];
+    let idx = unitfile::DropinIndex::new(root, &files);
     audit_indexed(root, &idx, host_path)
 }
 
 /// Whether systemd would load the unit: no fatal error and an ExecStart=.
 fn loads(settings: &model::Settings) -> bool {
-    let has_exec = settings
-        .assignments
-        .iter()
-        .any(|a| &*a.section == "Service" && a.key == "ExecStart" && !a.value.is_empty());
-    settings.fatal.is_empty() && has_exec
+    settings.fatal.is_empty() && settings.exec_start
 }
 
 /// systemd 252 refuses a unit whose fragment has a line over
@@ -354,26 +352,20 @@ fn score_line(buf: &mut Vec<u8>, app: Option<&str>, u: Option<&UnitReport>) -> a
     let Some(u) = u else {
         buf.extend_from_slice(
             b"\"unit\":null,\"path\":null,\"loaded\":false,\"score\":null,\
-              \"exposure\":null,\"label\":null,\"failing\":[]}\n",
+              \"exposure\":null,\"label\":null}\n",
         );
         return Ok(());
     };
-    let failing = u
-        .checks
-        .iter()
-        .filter(|r| r.badness.is_some_and(|b| b > 0))
-        .map(|r| r.json_field);
-    score_fields(buf, &u.name, &u.path, u.loaded, u.score, failing)
+    score_fields(buf, &u.name, &u.path, u.loaded, u.score)
 }
 
 /// The unit's fields of a `--format scores` line, and its end.
-fn score_fields<'a>(
+fn score_fields(
     buf: &mut Vec<u8>,
     name: &str,
     path: &str,
     loaded: bool,
     score: Option<u64>,
-    failing: impl Iterator<Item = &'a str>,
 ) -> anyhow::Result<()> {
     buf.extend_from_slice(b"\"unit\":");
     serde_json::to_writer(&mut *buf, name)?;
@@ -387,107 +379,197 @@ fn score_fields<'a>(
     match score {
         Some(sc) => {
             // `exposure` is score / 10 with one decimal, as serde prints it.
-            write!(
+            writeln!(
                 buf,
-                ",\"score\":{sc},\"exposure\":{}.{},\"label\":\"{}\"",
+                ",\"score\":{sc},\"exposure\":{}.{},\"label\":\"{}\"}}",
                 sc / 10,
                 sc % 10,
                 score::label(sc)
             )?;
         }
-        None => buf.extend_from_slice(b",\"score\":null,\"exposure\":null,\"label\":null"),
+        None => buf.extend_from_slice(b",\"score\":null,\"exposure\":null,\"label\":null}\n"),
     }
-    buf.extend_from_slice(b",\"failing\":[");
-    for (i, field) in failing.enumerate() {
-        if i > 0 {
-            buf.push(b',');
-        }
-        // json_field values are plain ASCII (letters, digits, `_`, `)`).
-        buf.push(b'"');
-        buf.extend_from_slice(field.as_bytes());
-        buf.push(b'"');
-    }
-    buf.extend_from_slice(b"]}\n");
     Ok(())
 }
 
-/// Score one unit file for `--format scores` and append its line; returns
-/// the score. The same steps as [`audit_indexed`] without the report.
-fn score_file(
+/// A unit of `--format scores` whose fragment is read and applied; its
+/// drop-ins come next (see [`finish_unit`]).
+struct Started {
+    settings: model::Settings,
+    syntax: Vec<unitfile::SyntaxIssue>,
+}
+
+/// Read and apply the fragment `host_path` (a `regular` file is read
+/// without the final read for EOF).
+fn start_unit(host_path: &Path, regular: bool) -> anyhow::Result<Started> {
+    let name = unitfile::unit_name(host_path)?;
+    // Lines go straight into the settings: nothing is kept for a lint.
+    let mut settings = model::Settings::new(name);
+    settings.details = false;
+    let syntax = unitfile::read_one(host_path, regular, |l| settings.apply(&l))?;
+    Ok(Started { settings, syntax })
+}
+
+/// Apply the drop-ins of a started unit, score it and append its
+/// `--format scores` line; returns the score. The same steps as
+/// [`audit_indexed`] without the report.
+fn finish_unit(
     buf: &mut Vec<u8>,
     root: &Root,
     idx: &unitfile::DropinIndex,
     host_path: &Path,
+    started: Started,
 ) -> anyhow::Result<u64> {
+    let Started {
+        mut settings,
+        mut syntax,
+    } = started;
     let files = idx.locate(host_path)?;
-    let (assignments, syntax) = unitfile::read_all(&files)?;
-    let mut settings = model::settings(&files.name, assignments);
+    for d in &files.dropins {
+        syntax.extend(unitfile::read_one(d, true, |l| settings.apply(&l))?);
+    }
+    settings.finish();
     fragment_too_long(&files, &syntax, &mut settings);
-    let (sc, failing) = score::summary(&settings);
-    let path = root.strip(&files.fragment);
-    let path = path.to_string_lossy();
+    let (sc, _) = score::summary(&settings);
+    // Under `/`, a path without `//`, `/./` or a trailing `/` or `/.` is
+    // shown as given: what `Root::strip` would make of it, unallocated.
+    let given = files.fragment.to_string_lossy();
+    let plain = !(given.contains("//")
+        || given.contains("/./")
+        || given.ends_with('/')
+        || given.ends_with("/."));
+    let shown;
+    let path = if root.is_host() && plain {
+        given
+    } else {
+        shown = root.strip(&files.fragment);
+        Cow::Owned(shown.to_string_lossy().into_owned())
+    };
     buf.push(b'{');
-    let fields = score::CHECKS
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| failing & (1u128 << i) != 0)
-        .map(|(_, c)| c.json_field);
-    score_fields(buf, &files.name, &path, loads(&settings), Some(sc), fields)?;
+    score_fields(buf, &files.name, &path, loads(&settings), Some(sc))?;
     Ok(sc)
 }
 
+/// A value set once by one thread and awaited by others.
+struct Ready<T> {
+    value: std::sync::OnceLock<T>,
+    lock: std::sync::Mutex<()>,
+    set: std::sync::Condvar,
+}
+
+impl<T> Ready<T> {
+    fn new() -> Self {
+        Ready {
+            value: std::sync::OnceLock::new(),
+            lock: std::sync::Mutex::new(()),
+            set: std::sync::Condvar::new(),
+        }
+    }
+
+    fn put(&self, v: T) {
+        let _ = self.value.set(v);
+        // Taken after the value is there: a waiter either sees it or is
+        // already waiting and gets the notification.
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.set.notify_all();
+    }
+
+    fn wait(&self) -> &T {
+        if let Some(v) = self.value.get() {
+            return v;
+        }
+        let mut g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(v) = self.value.get() {
+                return v;
+            }
+            g = self.set.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
 /// `--unit ... --format scores`: the lean path. The files are cut into
-/// small batches that every thread (the main one included) takes in turn
-/// from a shared counter, so a thread slowed down by a busy machine does
-/// not hold the others back; the batches' lines are written in argument
-/// order at the end.
+/// small batches that worker threads take in turn from a shared counter,
+/// so a thread slowed down by a busy machine does not hold the others
+/// back. The workers start at once: while the calling thread lists the
+/// drop-in directories, each reads the fragments of its first batch. Then
+/// the calling thread writes the batches' lines in argument order as they
+/// come in, so output overlaps the work. On an error (a unit that cannot
+/// be read), the workers stop and the lines already written stay.
 fn run_scores(args: &cli::Cli, root: &Root, mut out: impl Write) -> anyhow::Result<Exit> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     const BATCH: usize = 32;
-    let idx = unitfile::DropinIndex::new(root, &args.units);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8);
     let batches: Vec<&[PathBuf]> = args.units.chunks(BATCH).collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let work = || -> anyhow::Result<Vec<(usize, Vec<u8>, bool)>> {
-        let mut done = Vec::new();
+    let next = AtomicUsize::new(0);
+    let index = Ready::new();
+    let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<(usize, Vec<u8>, bool)>>();
+    let work = |tx: std::sync::mpsc::Sender<_>| {
+        let mut first = true;
         loop {
-            let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let b = next.fetch_add(1, Ordering::Relaxed);
             let Some(batch) = batches.get(b) else {
-                return Ok(done);
+                return;
             };
-            let mut buf = Vec::with_capacity(batch.len() * 2048);
-            let mut ok = true;
-            for p in *batch {
-                let sc = score_file(&mut buf, root, &idx, p)
-                    .with_context(|| format!("cannot audit {p:?}"))?;
-                ok &= !matches!(args.threshold, Some(t) if sc > t);
+            let done = (|| {
+                let mut buf = Vec::with_capacity(batch.len() * 2048);
+                let mut ok = true;
+                let audit = |p: &PathBuf| format!("cannot audit {p:?}");
+                // The first batch's fragments are read before the index
+                // is awaited (without it, each is read to EOF).
+                let started = if first {
+                    let s: anyhow::Result<Vec<Started>> = batch
+                        .iter()
+                        .map(|p| start_unit(p, false).with_context(|| audit(p)))
+                        .collect();
+                    Some(s?)
+                } else {
+                    None
+                };
+                let idx: &unitfile::DropinIndex = index.wait();
+                let mut started = started.into_iter().flatten();
+                for p in *batch {
+                    let st = match started.next() {
+                        Some(st) => st,
+                        None => start_unit(p, idx.is_regular(p)).with_context(|| audit(p))?,
+                    };
+                    let sc = finish_unit(&mut buf, root, idx, p, st).with_context(|| audit(p))?;
+                    ok &= !matches!(args.threshold, Some(t) if sc > t);
+                }
+                Ok((b, buf, ok))
+            })();
+            first = false;
+            let failed = done.is_err();
+            if tx.send(done).is_err() || failed {
+                // Nothing more is wanted: let every worker run out of batches.
+                next.store(usize::MAX / 2, Ordering::Relaxed);
+                return;
             }
-            done.push((b, buf, ok));
         }
     };
-    let mut parts = std::thread::scope(|sc| -> anyhow::Result<Vec<(usize, Vec<u8>, bool)>> {
-        let helpers: Vec<_> = (1..threads.min(batches.len()))
-            .map(|_| sc.spawn(work))
-            .collect();
-        let mut parts = work()?;
-        for h in helpers {
-            parts.extend(
-                h.join()
-                    .map_err(|_| anyhow::anyhow!("an audit thread panicked"))??,
-            );
+    std::thread::scope(|sc| -> anyhow::Result<Exit> {
+        for _ in 0..threads.min(batches.len()) {
+            let tx = tx.clone();
+            sc.spawn(|| work(tx));
         }
-        Ok(parts)
-    })?;
-    parts.sort_unstable_by_key(|(b, _, _)| *b);
-    let mut all_ok = true;
-    for (_, buf, ok) in parts {
-        all_ok &= ok;
-        out.write_all(&buf)?;
-    }
-    out.flush()?;
-    Ok(if all_ok { Exit::Ok } else { Exit::Negative })
+        drop(tx);
+        index.put(unitfile::DropinIndex::new(root, &args.units));
+        let (mut pending, mut want, mut all_ok) = (BTreeMap::new(), 0, true);
+        for done in rx {
+            let (b, buf, ok) = done?;
+            all_ok &= ok;
+            pending.insert(b, buf);
+            while let Some(buf) = pending.remove(&want) {
+                out.write_all(&buf)?;
+                want += 1;
+            }
+        }
+        out.flush()?;
+        Ok(if all_ok { Exit::Ok } else { Exit::Negative })
+    })
 }
 
 /// Audit unit files given with --unit (no specs): score and lint.
@@ -607,11 +689,12 @@ fn run_units(args: &cli::Cli, root: &Root, out: impl Write) -> anyhow::Result<Ex
 /// Run rip-audit over parsed arguments.
 pub fn run(args: &cli::Cli, stdin: impl Read, stdout: impl Write) -> anyhow::Result<Exit> {
     let root = args.system.root();
+    if !args.units.is_empty() && args.format == cli::Format::Scores {
+        // Written in large batches: no buffer needed.
+        return run_scores(args, &root, stdout);
+    }
     let out = std::io::BufWriter::with_capacity(1 << 16, stdout);
     if !args.units.is_empty() {
-        if args.format == cli::Format::Scores {
-            return run_scores(args, &root, out);
-        }
         return run_units(args, &root, out);
     }
     let records = args.input.records(stdin)?;

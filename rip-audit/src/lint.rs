@@ -218,7 +218,7 @@ pub fn implied_nnp(s: &Settings) -> bool {
 /// Whether any setting systemd implements with a seccomp filter is on.
 pub fn uses_seccomp(s: &Settings) -> bool {
     s.syscall_filter.is_some()
-        || !s.syscall_archs.is_empty()
+        || s.syscall_archs != 0
         || s.af_set.is_some()
         || s.af_allow_list
         || s.restrict_namespaces != u64::MAX
@@ -251,7 +251,7 @@ pub fn path_words(s: &Settings, key: &str) -> Vec<(Assignment, String)> {
     let mut out = Vec::new();
     for a in s.list("Service", key) {
         for w in words(&a.value, true).unwrap_or_default() {
-            out.push((a.clone(), w));
+            out.push((a.clone(), w.into_owned()));
         }
     }
     out
@@ -689,7 +689,7 @@ pub fn lint(u: &AuditedUnit, cx: &Context<'_>) -> (Vec<Finding>, Vec<Override>) 
     }
 
     // RestrictAddressFamilies without AF_UNIX (UNIT-08).
-    if s.af_allow_list && !s.af_set.as_ref().is_some_and(|set| set.contains(&1)) {
+    if s.af_allow_list && !s.af_set.is_some_and(|set| set & (1 << 1) != 0) {
         f.push(Finding::new(
             "UNIT_RAF_NO_UNIX",
             Severity::Medium,

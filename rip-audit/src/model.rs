@@ -3,13 +3,15 @@
 //! the line, lists go word by word, capability merge rules, empty resets,
 //! `~` inversion), then the implied settings of `unit_patch_contexts` apply.
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::OnceLock;
 
 use crate::syscalls;
-use crate::unitfile::{is_ws, Assignment};
+use crate::unitfile::{is_ws, Assignment, Line};
 
 /// Capability names, by bit number.
 pub const CAPS: &[&str] = &[
@@ -88,9 +90,28 @@ pub fn cap_from_name(name: &str) -> Option<u32> {
             return (0..64).contains(&n).then_some(n as u32);
         }
     }
-    CAPS.iter()
-        .position(|c| c.eq_ignore_ascii_case(name))
-        .map(|i| i as u32)
+    static TABLE: OnceLock<UpperTable<u32>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| upper_table(CAPS.iter().zip(0u32..).map(|(n, i)| (*n, i))));
+    lookup_upper(table, name)
+}
+
+/// A name table keyed by upper-case names, for [`lookup_upper`].
+type UpperTable<T> = HashMap<Vec<u8>, T, foldhash::fast::RandomState>;
+
+fn upper_table<T>(entries: impl Iterator<Item = (&'static str, T)>) -> UpperTable<T> {
+    entries
+        .map(|(n, x)| (n.to_ascii_uppercase().into_bytes(), x))
+        .collect()
+}
+
+/// Case-insensitive lookup in an [`upper_table`]: the name is upper-cased
+/// on the stack, then looked up.
+fn lookup_upper<T: Copy>(table: &UpperTable<T>, name: &str) -> Option<T> {
+    let mut buf = [0u8; 32];
+    let up = buf.get_mut(..name.len())?;
+    up.copy_from_slice(name.as_bytes());
+    up.make_ascii_uppercase();
+    table.get(&*up).copied()
 }
 
 /// Names of the bits set in `mask`.
@@ -159,10 +180,9 @@ pub const ADDRESS_FAMILIES: &[(&str, i32)] = &[
 ];
 
 fn af_from_name(name: &str) -> Option<i32> {
-    ADDRESS_FAMILIES
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| *v)
+    static TABLE: OnceLock<UpperTable<i32>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| upper_table(ADDRESS_FAMILIES.iter().copied()));
+    lookup_upper(table, name)
 }
 
 /// Namespace types of `RestrictNamespaces=`, with their check bits.
@@ -178,8 +198,8 @@ pub const NAMESPACES: &[(&str, u64)] = &[
 const NS_ALL: u64 = 127;
 const NS_INITIAL: u64 = u64::MAX;
 
-/// Architectures `SystemCallArchitectures=` accepts.
-const ARCHS: &[&str] = &[
+/// Architectures `SystemCallArchitectures=` accepts (`native` first).
+pub const ARCHS: &[&str] = &[
     "native",
     "x86",
     "x86-64",
@@ -303,18 +323,30 @@ const ERRNO_NAMES: &[&str] = &[
 ];
 
 /// A `SystemCallFilter=` set: per interned syscall id, absent or the errno
-/// (-1: none) it was listed with.
+/// (-1: none) it was listed with. Kept as bit sets over the ids (groups are
+/// added and checked a word at a time); the errno values only once some id
+/// carries one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyscallFilter {
-    entries: Vec<i32>,
+    /// Listed ids.
+    listed: Vec<u64>,
+    /// Listed ids with an errno or action (>= 0), held in `errno`.
+    tagged: Vec<u64>,
+    /// Per id, the errno of a tagged id (empty until one is tagged).
+    errno: Vec<i32>,
 }
 
-const ABSENT: i32 = i32::MIN;
+fn bit(id: u16) -> (usize, u64) {
+    (usize::from(id) / 64, 1u64 << (id % 64))
+}
 
 impl SyscallFilter {
     fn new() -> Self {
+        let words = syscalls::tables().bit_words();
         SyscallFilter {
-            entries: vec![ABSENT; syscalls::tables().len()],
+            listed: vec![0; words],
+            tagged: vec![0; words],
+            errno: Vec::new(),
         }
     }
 
@@ -326,29 +358,72 @@ impl SyscallFilter {
 
     /// Like [`SyscallFilter::get`], by id.
     pub fn get_id(&self, id: u16) -> Option<i32> {
-        match self.entries.get(usize::from(id)) {
-            Some(&e) if e != ABSENT => Some(e),
-            _ => None,
+        let (w, b) = bit(id);
+        if self.listed.get(w)? & b == 0 {
+            None
+        } else if self.tagged[w] & b == 0 {
+            Some(-1)
+        } else {
+            self.errno.get(usize::from(id)).copied()
         }
     }
 
-    fn set(&mut self, id: u16, num: i32) {
-        if let Some(e) = self.entries.get_mut(usize::from(id)) {
-            *e = num;
+    /// List `ids` (also given as the bit set `bits`) with `num`.
+    fn set(&mut self, ids: &[u16], bits: &[u64], num: i32) {
+        for (l, b) in self.listed.iter_mut().zip(bits) {
+            *l |= b;
+        }
+        if num < 0 {
+            for (t, b) in self.tagged.iter_mut().zip(bits) {
+                *t &= !b;
+            }
+            return;
+        }
+        for (t, b) in self.tagged.iter_mut().zip(bits) {
+            *t |= b;
+        }
+        if self.errno.is_empty() {
+            self.errno = vec![-1; self.listed.len() * 64];
+        }
+        for &id in ids {
+            if let Some(e) = self.errno.get_mut(usize::from(id)) {
+                *e = num;
+            }
         }
     }
 
-    fn remove(&mut self, id: u16) {
-        self.set(id, ABSENT);
+    /// Drop the ids of the bit set `bits`.
+    fn remove(&mut self, bits: &[u64]) {
+        for ((l, t), b) in self.listed.iter_mut().zip(&mut self.tagged).zip(bits) {
+            *l &= !b;
+            *t &= !b;
+        }
+    }
+
+    /// Whether nothing is listed.
+    pub fn is_empty(&self) -> bool {
+        self.listed.iter().all(|w| *w == 0)
+    }
+
+    /// Whether any id of the bit set `bits` is listed without an errno.
+    pub fn any_plain(&self, bits: &[u64]) -> bool {
+        self.listed
+            .iter()
+            .zip(&self.tagged)
+            .zip(bits)
+            .any(|((l, t), b)| l & !t & b != 0)
+    }
+
+    /// Whether every id of the bit set `bits` is listed.
+    pub fn all_listed(&self, bits: &[u64]) -> bool {
+        self.listed.iter().zip(bits).all(|(l, b)| b & !l == 0)
     }
 
     /// Every listed id and its errno.
     pub fn iter(&self) -> impl Iterator<Item = (u16, i32)> + '_ {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| **e != ABSENT)
-            .map(|(i, e)| (i as u16, *e))
+        (0..self.listed.len() * 64)
+            .filter_map(|i| u16::try_from(i).ok())
+            .filter_map(|id| self.get_id(id).map(|e| (id, e)))
     }
 }
 
@@ -385,14 +460,16 @@ pub enum ProtectSystem {
 pub struct Prefix {
     /// 4 or 6.
     pub v: u8,
-    /// Address bytes (4 or 16).
-    pub addr: Vec<u8>,
+    /// Address bytes (the first 4 for IPv4).
+    pub addr: [u8; 16],
     /// Prefix length.
     pub len: u8,
 }
 
 impl Prefix {
-    fn masked(v: u8, mut addr: Vec<u8>, len: u8) -> Self {
+    fn masked(v: u8, bytes: &[u8], len: u8) -> Self {
+        let mut addr = [0u8; 16];
+        addr[..bytes.len()].copy_from_slice(bytes);
         for (i, b) in addr.iter_mut().enumerate() {
             let bits = (len as usize).saturating_sub(i * 8).min(8);
             let mask = if bits == 0 { 0u8 } else { 0xffu8 << (8 - bits) };
@@ -404,9 +481,9 @@ impl Prefix {
     /// Whether the address is a loopback address (127/8 or ::1).
     pub fn is_localhost(&self) -> bool {
         if self.v == 4 {
-            self.addr.first() == Some(&127)
+            self.addr[0] == 127
         } else {
-            self.addr.len() == 16 && self.addr[..15].iter().all(|&b| b == 0) && self.addr[15] == 1
+            self.addr[..15].iter().all(|&b| b == 0) && self.addr[15] == 1
         }
     }
 }
@@ -437,7 +514,10 @@ pub struct Settings {
     /// `DefaultDependencies=`.
     pub default_dependencies: bool,
     /// `Type=`.
-    pub service_type: String,
+    pub service_type: &'static str,
+    /// Whether an `ExecStart=` command is left (an empty assignment
+    /// clears the list).
+    pub exec_start: bool,
     /// `User=` (after DynamicUser's derivation).
     pub user: Option<String>,
     /// `Group=`.
@@ -470,27 +550,28 @@ pub struct Settings {
     /// `UMask=`.
     pub umask: u32,
     /// `KeyringMode=`.
-    pub keyring_mode: String,
+    pub keyring_mode: &'static str,
     /// `ProtectProc=`.
-    pub protect_proc: String,
+    pub protect_proc: &'static str,
     /// `ProcSubset=`.
-    pub proc_subset: String,
+    pub proc_subset: &'static str,
     /// `NotifyAccess=` (none when unset).
-    pub notify_access: String,
+    pub notify_access: &'static str,
     /// Allowed namespace bits.
     pub restrict_namespaces: u64,
     /// Whether `RestrictAddressFamilies=` is an allow-list.
     pub af_allow_list: bool,
-    /// Families listed, if the directive is in effect.
-    pub af_set: Option<BTreeSet<i32>>,
-    /// `SystemCallArchitectures=`.
-    pub syscall_archs: BTreeSet<String>,
+    /// Families listed (bit `n` for family number `n`), if the directive
+    /// is in effect.
+    pub af_set: Option<u64>,
+    /// `SystemCallArchitectures=`, as a mask of [`ARCHS`] indexes.
+    pub syscall_archs: u32,
     /// Whether `SystemCallFilter=` is an allow-list.
     pub syscall_allow_list: bool,
     /// The filter, if one is in effect.
     pub syscall_filter: Option<SyscallFilter>,
     /// `DevicePolicy=`.
-    pub device_policy: String,
+    pub device_policy: &'static str,
     /// `DeviceAllow=` entries (`path:rwm`).
     pub device_allow: Vec<String>,
     /// `IPAddressAllow=`.
@@ -509,6 +590,9 @@ pub struct Settings {
     pub fatal: Vec<String>,
     /// Capability words that name no capability.
     pub unknown_caps: Vec<(Assignment, String)>,
+    /// Whether to keep what only the lint reads (`ignored` reasons): on by
+    /// default, off for `--format scores`, which needs the score alone.
+    pub details: bool,
 }
 
 /// Boolean directives that feed a check or the lint.
@@ -538,6 +622,49 @@ fn bool_slot(name: &str) -> Option<usize> {
     BOOLS.iter().position(|b| *b == name)
 }
 
+/// Byte-wise string equality, usable in constants.
+const fn const_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Index of a boolean directive in [`BOOLS`], for constants (a name not
+/// in the list fails the build).
+#[allow(clippy::panic)] // Only called in constants: the panic is a build error.
+pub(crate) const fn bool_index(name: &str) -> usize {
+    let mut i = 0;
+    while i < BOOLS.len() {
+        if const_eq(BOOLS[i], name) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("not a boolean directive rip-audit tracks")
+}
+
+/// The check bit of a namespace type in [`NAMESPACES`], for constants.
+#[allow(clippy::panic)] // Only called in constants: the panic is a build error.
+pub(crate) const fn namespace_bit(name: &str) -> u64 {
+    let mut i = 0;
+    while i < NAMESPACES.len() {
+        if const_eq(NAMESPACES[i].0, name) {
+            return NAMESPACES[i].1;
+        }
+        i += 1;
+    }
+    panic!("not a namespace type")
+}
+
 /// systemd's `parse_boolean`.
 pub fn parse_bool(s: &str) -> Option<bool> {
     const T: &[&str] = &["1", "yes", "y", "true", "t", "on"];
@@ -555,10 +682,60 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadQuoting;
 
+/// The words of a value (see [`words`]).
+#[derive(Debug, Clone)]
+pub enum Words<'a> {
+    /// A value without quotes or escapes: the words are slices of it,
+    /// split as they are read (the rest to split).
+    Plain(&'a str),
+    /// Words unquoted and unescaped up front.
+    Parsed(std::vec::IntoIter<Cow<'a, str>>),
+}
+
+impl Default for Words<'_> {
+    fn default() -> Self {
+        Words::Parsed(Vec::new().into_iter())
+    }
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = Cow<'a, str>;
+
+    fn next(&mut self) -> Option<Cow<'a, str>> {
+        match self {
+            Words::Plain(rest) => {
+                // WHITESPACE is ASCII: any offset found is a char boundary.
+                let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+                let start = rest.bytes().position(|b| !ws(&b))?;
+                let len = rest.as_bytes()[start..]
+                    .iter()
+                    .position(ws)
+                    .unwrap_or(rest.len() - start);
+                let word = &rest[start..start + len];
+                *rest = &rest[start + len..];
+                Some(Cow::Borrowed(word))
+            }
+            Words::Parsed(words) => words.next(),
+        }
+    }
+}
+
 /// Split words like systemd's `extract_first_word` (whitespace separated,
 /// optional quote removal and backslash escapes). `Err` on an unbalanced
 /// quote.
-pub fn words(s: &str, unquote: bool) -> Result<Vec<String>, BadQuoting> {
+pub fn words(s: &str, unquote: bool) -> Result<Words<'_>, BadQuoting> {
+    // Most values have no quotes or escapes: their words are slices of `s`.
+    let plain = !s
+        .bytes()
+        .any(|b| b == b'\\' || (unquote && (b == b'"' || b == b'\'')));
+    if plain {
+        return Ok(Words::Plain(s));
+    }
+    parse_words(s, unquote).map(|w| Words::Parsed(w.into_iter()))
+}
+
+/// The slow path of [`words`].
+fn parse_words(s: &str, unquote: bool) -> Result<Vec<Cow<'_, str>>, BadQuoting> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
@@ -580,7 +757,7 @@ pub fn words(s: &str, unquote: bool) -> Result<Vec<String>, BadQuoting> {
         }
         if is_ws(c) {
             if in_word {
-                out.push(std::mem::take(&mut cur));
+                out.push(Cow::Owned(std::mem::take(&mut cur)));
                 in_word = false;
             }
             continue;
@@ -606,7 +783,7 @@ pub fn words(s: &str, unquote: bool) -> Result<Vec<String>, BadQuoting> {
         return Err(BadQuoting);
     }
     if in_word {
-        out.push(cur);
+        out.push(Cow::Owned(cur));
     }
     Ok(out)
 }
@@ -682,14 +859,14 @@ fn parse_prefix(word: &str) -> Option<Prefix> {
         if len > 32 {
             return None;
         }
-        return Some(Prefix::masked(4, v4.octets().to_vec(), len));
+        return Some(Prefix::masked(4, &v4.octets(), len));
     }
     if let Ok(v6) = a.parse::<Ipv6Addr>() {
         let len = len.unwrap_or(128);
         if len > 128 {
             return None;
         }
-        return Some(Prefix::masked(6, v6.octets().to_vec(), len));
+        return Some(Prefix::masked(6, &v6.octets(), len));
     }
     None
 }
@@ -699,17 +876,23 @@ fn a_or(w: &str) -> &str {
 }
 
 fn is_localhost_name(w: &str) -> bool {
-    let w = w.to_ascii_lowercase();
-    let w = w.strip_suffix('.').unwrap_or(&w).to_owned();
-    w == "localhost" || w.ends_with(".localhost") || w == "localhost.localdomain"
+    let w = w.strip_suffix('.').unwrap_or(w).as_bytes();
+    let tail = w.get(w.len().saturating_sub(10)..).unwrap_or_default();
+    w.eq_ignore_ascii_case(b"localhost")
+        || (w.len() >= 10 && tail.eq_ignore_ascii_case(b".localhost"))
+        || w.eq_ignore_ascii_case(b"localhost.localdomain")
 }
 
 impl Settings {
-    fn new(name: &str) -> Self {
+    /// A service's settings before any line is applied (systemd's
+    /// defaults); feed it with [`Settings::apply`], then call
+    /// [`Settings::finish`].
+    pub fn new(name: &str) -> Self {
         Settings {
             name: name.to_owned(),
             default_dependencies: true,
-            service_type: "simple".into(),
+            service_type: "simple",
+            exec_start: false,
             user: None,
             group: None,
             dynamic_user: false,
@@ -725,17 +908,17 @@ impl Settings {
             cap_bounding_declared: u64::MAX,
             cap_ambient: 0,
             umask: 0o022,
-            keyring_mode: "private".into(),
-            protect_proc: "default".into(),
-            proc_subset: "all".into(),
-            notify_access: String::new(),
+            keyring_mode: "private",
+            protect_proc: "default",
+            proc_subset: "all",
+            notify_access: "",
             restrict_namespaces: NS_INITIAL,
             af_allow_list: false,
             af_set: None,
-            syscall_archs: BTreeSet::new(),
+            syscall_archs: 0,
             syscall_allow_list: false,
             syscall_filter: None,
-            device_policy: "auto".into(),
+            device_policy: "auto",
             device_allow: Vec::new(),
             ip_allow: BTreeSet::new(),
             ip_deny: BTreeSet::new(),
@@ -745,6 +928,7 @@ impl Settings {
             ignored: Vec::new(),
             fatal: Vec::new(),
             unknown_caps: Vec::new(),
+            details: true,
         }
     }
 
@@ -753,19 +937,29 @@ impl Settings {
         bool_slot(name).is_some_and(|i| self.bools[i])
     }
 
+    /// The boolean at a [`bool_index`].
+    pub fn flag_at(&self, index: usize) -> bool {
+        self.bools.get(index).copied().unwrap_or(false)
+    }
+
     fn set_flag(&mut self, name: &str, value: bool) {
         if let Some(i) = bool_slot(name) {
             self.bools[i] = value;
         }
     }
 
-    fn ignore(&mut self, a: &Assignment, reason: impl Into<String>, whole_line: bool) {
+    /// Note a line (or one word of it) systemd ignores. The reason is
+    /// formatted only when details are kept (see [`Settings::details`]).
+    fn ignore(&mut self, a: &Line<'_>, reason: std::fmt::Arguments<'_>, whole_line: bool) {
+        if !self.details {
+            return;
+        }
         self.ignored.push(Ignored {
             file: a.file.clone(),
             line: a.line,
-            key: a.key.clone(),
-            value: a.value.clone(),
-            reason: reason.into(),
+            key: a.key.to_owned(),
+            value: a.value.to_owned(),
+            reason: reason.to_string(),
             whole_line,
         });
     }
@@ -794,24 +988,33 @@ impl Settings {
             .find(|a| *a.section == *section && a.key == key)
     }
 
-    fn apply(&mut self, a: &Assignment) {
-        let v = a.value.as_str();
-        match (&*a.section, a.key.as_str()) {
-            ("Unit", "DefaultDependencies") => match parse_bool(v) {
-                Some(b) => self.default_dependencies = b,
-                None => self.ignore(a, "not a boolean", true),
-            },
-            ("Service", "Type") => {
+    /// Apply one assignment, as systemd's loader would.
+    pub fn apply(&mut self, a: &Line<'_>) {
+        let v = a.value;
+        match &**a.section {
+            "Service" => {}
+            "Unit" if a.key == "DefaultDependencies" => {
+                match parse_bool(v) {
+                    Some(b) => self.default_dependencies = b,
+                    None => self.ignore(a, format_args!("not a boolean"), true),
+                }
+                return;
+            }
+            _ => return,
+        }
+        match a.key {
+            "ExecStart" => self.exec_start = !v.is_empty(),
+            "Type" => {
                 const T: &[&str] = &[
                     "simple", "exec", "forking", "oneshot", "dbus", "notify", "idle",
                 ];
-                if T.contains(&v) {
-                    self.service_type = v.to_owned();
+                if let Some(t) = T.iter().find(|t| **t == v) {
+                    self.service_type = t;
                 } else {
-                    self.ignore(a, "unknown service type", true);
+                    self.ignore(a, format_args!("unknown service type"), true);
                 }
             }
-            ("Service", "User") => {
+            "User" => {
                 if v.is_empty() {
                     self.user = None;
                 } else if valid_user_relaxed(v) {
@@ -824,7 +1027,7 @@ impl Settings {
                     ));
                 }
             }
-            ("Service", "Group") => {
+            "Group" => {
                 if v.is_empty() {
                     self.group = None;
                 } else if valid_user_relaxed(v) {
@@ -837,18 +1040,18 @@ impl Settings {
                     ));
                 }
             }
-            ("Service", "SupplementaryGroups") => {
+            "SupplementaryGroups" => {
                 if v.is_empty() {
                     self.supplementary_groups.clear();
                     return;
                 }
                 let Ok(ws) = words(v, true) else {
-                    self.ignore(a, "invalid quoting", true);
+                    self.ignore(a, format_args!("invalid quoting"), true);
                     return;
                 };
                 for w in ws {
                     if valid_user_relaxed(&w) {
-                        self.supplementary_groups.push(w);
+                        self.supplementary_groups.push(w.into_owned());
                     } else {
                         self.fatal.push(format!(
                             "{}:{}: invalid group name or numeric ID {w:?}",
@@ -859,7 +1062,7 @@ impl Settings {
                     }
                 }
             }
-            ("Service", "DynamicUser") => match parse_bool(v) {
+            "DynamicUser" => match parse_bool(v) {
                 Some(b) => self.dynamic_user = b,
                 // Fatal: systemd will not guess whether to run as root.
                 None => self.fatal.push(format!(
@@ -868,7 +1071,7 @@ impl Settings {
                     a.line
                 )),
             },
-            ("Service", "Delegate") => {
+            "Delegate" => {
                 if v.is_empty() {
                     self.set_flag("Delegate", true);
                 } else if let Some(b) = parse_bool(v) {
@@ -878,11 +1081,11 @@ impl Settings {
                     self.set_flag("Delegate", true);
                 }
             }
-            ("Service", k) if bool_slot(k).is_some() => match parse_bool(v) {
+            k if bool_slot(k).is_some() => match parse_bool(v) {
                 Some(b) => self.set_flag(k, b),
-                None => self.ignore(a, "not a boolean", true),
+                None => self.ignore(a, format_args!("not a boolean"), true),
             },
-            ("Service", "ProtectHome") => {
+            "ProtectHome" => {
                 let r = match parse_bool(v) {
                     Some(true) => Some(ProtectHome::Yes),
                     Some(false) => Some(ProtectHome::No),
@@ -894,10 +1097,10 @@ impl Settings {
                 };
                 match r {
                     Some(x) => self.protect_home = x,
-                    None => self.ignore(a, "not yes, no, read-only or tmpfs", true),
+                    None => self.ignore(a, format_args!("not yes, no, read-only or tmpfs"), true),
                 }
             }
-            ("Service", "ProtectSystem") => {
+            "ProtectSystem" => {
                 let r = match parse_bool(v) {
                     Some(true) => Some(ProtectSystem::Yes),
                     Some(false) => Some(ProtectSystem::No),
@@ -909,10 +1112,10 @@ impl Settings {
                 };
                 match r {
                     Some(x) => self.protect_system = x,
-                    None => self.ignore(a, "not yes, no, full or strict", true),
+                    None => self.ignore(a, format_args!("not yes, no, full or strict"), true),
                 }
             }
-            ("Service", "RootDirectory") | ("Service", "RootImage") => {
+            "RootDirectory" | "RootImage" => {
                 let slot = if a.key == "RootDirectory" {
                     &mut self.root_directory
                 } else {
@@ -931,66 +1134,60 @@ impl Settings {
                     ));
                 }
             }
-            ("Service", "MountImages") => self.mount_images = !v.is_empty(),
-            ("Service", "LoadCredentialEncrypted") | ("Service", "SetCredentialEncrypted")
-                if !v.is_empty() =>
-            {
+            "MountImages" => self.mount_images = !v.is_empty(),
+            "LoadCredentialEncrypted" | "SetCredentialEncrypted" if !v.is_empty() => {
                 self.encrypted_credentials = true;
             }
-            ("Service", "CapabilityBoundingSet") | ("Service", "AmbientCapabilities") => {
+            "CapabilityBoundingSet" | "AmbientCapabilities" => {
                 self.apply_caps(a);
             }
-            ("Service", "UMask") => {
+            "UMask" => {
                 let ok = !v.is_empty() && v.bytes().all(|b| (b'0'..=b'7').contains(&b));
                 match u32::from_str_radix(v, 8) {
                     Ok(m) if ok && m <= 0o7777 => self.umask = m,
-                    _ => self.ignore(a, "not an octal mode", true),
+                    _ => self.ignore(a, format_args!("not an octal mode"), true),
                 }
             }
-            ("Service", "KeyringMode") => {
-                self.set_enum(a, &["inherit", "private", "shared"], |s| {
-                    &mut s.keyring_mode
-                })
-            }
-            ("Service", "ProtectProc") => self.set_enum(
+            "KeyringMode" => self.set_enum(a, &["inherit", "private", "shared"], |s| {
+                &mut s.keyring_mode
+            }),
+            "ProtectProc" => self.set_enum(
                 a,
                 &["default", "noaccess", "invisible", "ptraceable"],
                 |s| &mut s.protect_proc,
             ),
-            ("Service", "ProcSubset") => self.set_enum(a, &["all", "pid"], |s| &mut s.proc_subset),
-            ("Service", "NotifyAccess") => {
-                self.set_enum(a, &["none", "main", "exec", "all"], |s| {
-                    &mut s.notify_access
-                })
-            }
-            ("Service", "DevicePolicy") => {
+            "ProcSubset" => self.set_enum(a, &["all", "pid"], |s| &mut s.proc_subset),
+            "NotifyAccess" => self.set_enum(a, &["none", "main", "exec", "all"], |s| {
+                &mut s.notify_access
+            }),
+            "DevicePolicy" => {
                 self.set_enum(a, &["auto", "closed", "strict"], |s| &mut s.device_policy)
             }
-            ("Service", "RestrictNamespaces") => self.apply_namespaces(a),
-            ("Service", "RestrictAddressFamilies") => self.apply_families(a),
-            ("Service", "SystemCallArchitectures") => {
+            "RestrictNamespaces" => self.apply_namespaces(a),
+            "RestrictAddressFamilies" => self.apply_families(a),
+            "SystemCallArchitectures" => {
                 if v.is_empty() {
-                    self.syscall_archs.clear();
+                    self.syscall_archs = 0;
                     return;
                 }
                 let Ok(ws) = words(v, true) else {
-                    self.ignore(a, "invalid quoting", true);
+                    self.ignore(a, format_args!("invalid quoting"), true);
                     return;
                 };
                 for w in ws {
-                    if ARCHS.contains(&w.as_str()) {
-                        self.syscall_archs.insert(w);
+                    if let Some(i) = ARCHS.iter().position(|x| *x == w) {
+                        self.syscall_archs |= 1 << i;
                     } else {
-                        self.ignore(a, format!("unknown architecture {w:?}"), false);
+                        self.ignore(a, format_args!("unknown architecture {w:?}"), false);
                     }
                 }
             }
-            ("Service", "SystemCallFilter") => self.apply_syscall_filter(a),
-            ("Service", "DeviceAllow") => self.apply_device_allow(a),
-            ("Service", "IPAddressAllow") | ("Service", "IPAddressDeny") => {
+            "SystemCallFilter" => self.apply_syscall_filter(a),
+            "DeviceAllow" => self.apply_device_allow(a),
+            "IPAddressAllow" | "IPAddressDeny" => {
                 self.apply_ip(a);
             }
-            ("Service", "IPIngressFilterPath") | ("Service", "IPEgressFilterPath") => {
+            "IPIngressFilterPath" | "IPEgressFilterPath" => {
                 let ingress = a.key == "IPIngressFilterPath";
                 let list = if ingress {
                     &mut self.ip_ingress
@@ -1002,7 +1199,7 @@ impl Settings {
                 } else if v.starts_with('/') {
                     list.push(v.to_owned());
                 } else {
-                    self.ignore(a, "not an absolute path", true);
+                    self.ignore(a, format_args!("not an absolute path"), true);
                 }
             }
             _ => {}
@@ -1011,32 +1208,34 @@ impl Settings {
 
     fn set_enum(
         &mut self,
-        a: &Assignment,
-        allowed: &[&str],
-        slot: impl FnOnce(&mut Settings) -> &mut String,
+        a: &Line<'_>,
+        allowed: &[&'static str],
+        slot: impl FnOnce(&mut Settings) -> &mut &'static str,
     ) {
-        if allowed.contains(&a.value.as_str()) {
-            *slot(self) = a.value.clone();
-        } else {
-            self.ignore(a, format!("not one of {}", allowed.join(", ")), true);
+        if let Some(v) = allowed.iter().find(|v| **v == a.value) {
+            *slot(self) = v;
+        } else if self.details {
+            let allowed = allowed.join(", ");
+            self.ignore(a, format_args!("not one of {allowed}"), true);
         }
     }
 
-    fn apply_caps(&mut self, a: &Assignment) {
+    fn apply_caps(&mut self, a: &Line<'_>) {
         let bounding = a.key == "CapabilityBoundingSet";
         let (invert, rest) = match a.value.strip_prefix('~') {
             Some(r) => (true, r),
-            None => (false, a.value.as_str()),
+            None => (false, a.value),
         };
         let Ok(ws) = words(rest, true) else {
-            self.ignore(a, "invalid quoting", true);
+            self.ignore(a, format_args!("invalid quoting"), true);
             return;
         };
         let mut sum = 0u64;
         for w in ws {
             match cap_from_name(&w) {
                 Some(b) => sum |= 1u64 << b,
-                None => self.unknown_caps.push((a.clone(), w)),
+                None if self.details => self.unknown_caps.push((a.to_assignment(), w.into_owned())),
+                None => {}
             }
         }
         let initial = if bounding { u64::MAX } else { 0 };
@@ -1054,8 +1253,8 @@ impl Settings {
         }
     }
 
-    fn apply_namespaces(&mut self, a: &Assignment) {
-        let v = a.value.as_str();
+    fn apply_namespaces(&mut self, a: &Line<'_>) {
+        let v = a.value;
         if v.is_empty() {
             self.restrict_namespaces = NS_INITIAL;
             return;
@@ -1076,15 +1275,15 @@ impl Settings {
             None => (false, v),
         };
         let Ok(ws) = words(rest, true) else {
-            self.ignore(a, "invalid quoting", true);
+            self.ignore(a, format_args!("invalid quoting"), true);
             return;
         };
         let mut flags = 0u64;
-        for w in &ws {
-            match NAMESPACES.iter().find(|(n, _)| n == w) {
+        for w in ws {
+            match NAMESPACES.iter().find(|(n, _)| *n == w) {
                 Some((_, bit)) => flags |= bit,
                 None => {
-                    self.ignore(a, format!("unknown namespace type {w:?}"), true);
+                    self.ignore(a, format_args!("unknown namespace type {w:?}"), true);
                     return;
                 }
             }
@@ -1098,8 +1297,8 @@ impl Settings {
         }
     }
 
-    fn apply_families(&mut self, a: &Assignment) {
-        let v = a.value.as_str();
+    fn apply_families(&mut self, a: &Line<'_>) {
+        let v = a.value;
         if v.is_empty() {
             self.af_set = None;
             self.af_allow_list = false;
@@ -1115,35 +1314,35 @@ impl Settings {
             None => (false, v),
         };
         if self.af_set.is_none() {
-            self.af_set = Some(BTreeSet::new());
+            self.af_set = Some(0);
             self.af_allow_list = !invert;
         }
         let ws = match words(rest, true) {
             Ok(ws) => ws,
             Err(BadQuoting) => {
-                self.ignore(a, "invalid quoting", true);
+                self.ignore(a, format_args!("invalid quoting"), true);
                 return;
             }
         };
         for w in ws {
             let Some(af) = af_from_name(&w) else {
-                self.ignore(a, format!("unknown address family {w:?}"), false);
+                self.ignore(a, format_args!("unknown address family {w:?}"), false);
                 continue;
             };
             let allow = self.af_allow_list;
             if let Some(set) = self.af_set.as_mut() {
                 if invert != allow {
-                    set.insert(af);
+                    *set |= 1u64 << af;
                 } else {
-                    set.remove(&af);
+                    *set &= !(1u64 << af);
                 }
             }
         }
     }
 
-    fn apply_syscall_filter(&mut self, a: &Assignment) {
+    fn apply_syscall_filter(&mut self, a: &Line<'_>) {
         let t = syscalls::tables();
-        let v = a.value.as_str();
+        let v = a.value;
         if v.is_empty() {
             self.syscall_filter = None;
             self.syscall_allow_list = false;
@@ -1159,67 +1358,73 @@ impl Settings {
                 self.syscall_allow_list = false;
             } else {
                 self.syscall_allow_list = true;
-                for id in t.expand_all_ids("@default") {
-                    f.set(*id, -1);
-                }
+                f.set(
+                    t.expand_all_ids("@default"),
+                    t.expand_all_bits("@default"),
+                    -1,
+                );
             }
             self.syscall_filter = Some(f);
         }
         let allow_list = self.syscall_allow_list;
         let ws = words(rest, false).unwrap_or_default();
         for w in ws {
-            let (name, num) = match w.split_once(':') {
+            let colon = w.bytes().position(|b| b == b':');
+            let (name, num) = match colon.map(|i| (&w[..i], &w[i + 1..])) {
                 Some((n, e)) => match parse_errno(e) {
-                    Some(num) => (n.to_owned(), num),
+                    Some(num) => (n, num),
                     None => {
-                        self.ignore(a, format!("bad errno or action in {w:?}"), false);
+                        self.ignore(a, format_args!("bad errno or action in {w:?}"), false);
                         continue;
                     }
                 },
-                None => (w.clone(), -1),
+                None => (&*w, -1),
             };
             if name.is_empty() {
-                self.ignore(a, format!("empty system call name in {w:?}"), false);
+                self.ignore(a, format_args!("empty system call name in {w:?}"), false);
                 continue;
             }
             if !invert && num >= 0 {
-                self.ignore(a, format!("allow-listed {w:?} cannot take an errno"), false);
+                self.ignore(
+                    a,
+                    format_args!("allow-listed {w:?} cannot take an errno"),
+                    false,
+                );
                 continue;
             }
-            let one;
-            let ids: &[u16] = if name.starts_with('@') {
-                if !t.is_group(&name) {
-                    self.ignore(a, format!("unknown system call group {name:?}"), false);
+            let (one, one_bits);
+            let (ids, bits): (&[u16], &[u64]) = if name.starts_with('@') {
+                let Some(g) = t.group(name) else {
+                    self.ignore(a, format_args!("unknown system call group {name:?}"), false);
                     continue;
-                }
-                t.expand_all_ids(&name)
+                };
+                t.group_members(g)
             } else {
-                match t.id(&name) {
+                match t.id(name) {
                     Some(id) => {
                         one = [id];
-                        &one
+                        one_bits = bits_of_one(id, t.bit_words());
+                        (&one, &one_bits)
                     }
                     None => {
-                        self.ignore(a, format!("unknown system call {name:?}"), false);
+                        self.ignore(a, format_args!("unknown system call {name:?}"), false);
                         continue;
                     }
                 }
             };
             let put = (invert != allow_list) || (invert && allow_list && num >= 0);
             if let Some(f) = self.syscall_filter.as_mut() {
-                for id in ids {
-                    if put {
-                        f.set(*id, num);
-                    } else {
-                        f.remove(*id);
-                    }
+                if put {
+                    f.set(ids, bits, num);
+                } else {
+                    f.remove(bits);
                 }
             }
         }
     }
 
-    fn apply_device_allow(&mut self, a: &Assignment) {
-        let v = a.value.as_str();
+    fn apply_device_allow(&mut self, a: &Line<'_>) {
+        let v = a.value;
         if v.is_empty() {
             self.device_allow.clear();
             return;
@@ -1227,11 +1432,11 @@ impl Settings {
         // The first word is the device, the rest (verbatim) the rights.
         let t = v.trim_start_matches(is_ws);
         let Ok(first) = words(t, true) else {
-            self.ignore(a, "invalid quoting", true);
+            self.ignore(a, format_args!("invalid quoting"), true);
             return;
         };
-        let Some(path) = first.first().cloned() else {
-            self.ignore(a, "no device", true);
+        let Some(path) = first.into_iter().next() else {
+            self.ignore(a, format_args!("no device"), true);
             return;
         };
         let rest = match t.find(is_ws) {
@@ -1244,21 +1449,21 @@ impl Settings {
             if !path.starts_with('/')
                 || !(simplified.starts_with("/dev/") || simplified.starts_with("/sys/"))
             {
-                self.ignore(a, format!("invalid device node path {path:?}"), true);
+                self.ignore(a, format_args!("invalid device node path {path:?}"), true);
                 return;
             }
         }
         if !rights.is_empty() && !rights.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
-            self.ignore(a, format!("invalid device rights {rights:?}"), true);
+            self.ignore(a, format_args!("invalid device rights {rights:?}"), true);
             return;
         }
         let rights = if rights.is_empty() { "rwm" } else { rights };
         self.device_allow.push(format!("{path}:{rights}"));
     }
 
-    fn apply_ip(&mut self, a: &Assignment) {
+    fn apply_ip(&mut self, a: &Line<'_>) {
         let allow = a.key == "IPAddressAllow";
-        let v = a.value.as_str();
+        let v = a.value;
         if v.is_empty() {
             if allow {
                 self.ip_allow.clear();
@@ -1270,29 +1475,24 @@ impl Settings {
         let ws = words(v, false).unwrap_or_default();
         for w in ws {
             let mut add: Vec<Prefix> = Vec::new();
+            let mut one = [0u8; 16];
+            one[15] = 1;
             if w == "any" {
-                add.push(Prefix::masked(4, vec![0; 4], 0));
-                add.push(Prefix::masked(6, vec![0; 16], 0));
+                add.push(Prefix::masked(4, &[0; 4], 0));
+                add.push(Prefix::masked(6, &[0; 16], 0));
             } else if is_localhost_name(&w) {
-                add.push(Prefix::masked(4, vec![127, 0, 0, 0], 8));
-                let mut one = vec![0; 16];
-                one[15] = 1;
-                add.push(Prefix::masked(6, one, 128));
+                add.push(Prefix::masked(4, &[127, 0, 0, 0], 8));
+                add.push(Prefix::masked(6, &one, 128));
             } else if w == "link-local" {
-                add.push(Prefix::masked(4, vec![169, 254, 0, 0], 16));
-                let mut fe = vec![0; 16];
-                fe[0] = 0xfe;
-                fe[1] = 0x80;
-                add.push(Prefix::masked(6, fe, 64));
+                add.push(Prefix::masked(4, &[169, 254, 0, 0], 16));
+                add.push(Prefix::masked(6, &[0xfe, 0x80], 64));
             } else if w == "multicast" {
-                add.push(Prefix::masked(4, vec![224, 0, 0, 0], 4));
-                let mut ff = vec![0; 16];
-                ff[0] = 0xff;
-                add.push(Prefix::masked(6, ff, 8));
+                add.push(Prefix::masked(4, &[224, 0, 0, 0], 4));
+                add.push(Prefix::masked(6, &[0xff], 8));
             } else if let Some(p) = parse_prefix(&w) {
                 add.push(p);
             } else {
-                self.ignore(a, format!("invalid address prefix {w:?}"), false);
+                self.ignore(a, format_args!("invalid address prefix {w:?}"), false);
                 continue;
             }
             let set = if allow {
@@ -1304,8 +1504,9 @@ impl Settings {
         }
     }
 
-    /// `unit_patch_contexts`: settings implied by others.
-    fn patch(&mut self) {
+    /// After the last line: `unit_patch_contexts`, the settings implied by
+    /// others.
+    pub fn finish(&mut self) {
         self.cap_bounding_declared = self.cap_bounding;
         if self.flag("PrivateDevices") {
             self.cap_bounding &=
@@ -1335,7 +1536,7 @@ impl Settings {
             self.set_flag("RestrictSUIDSGID", true);
         }
         if self.flag("PrivateDevices") && self.device_policy == "auto" {
-            self.device_policy = "closed".into();
+            self.device_policy = "closed";
         }
         let touches_devices = self.device_policy != "auto" || !self.device_allow.is_empty();
         if (self.root_image.is_some() || self.mount_images) && touches_devices {
@@ -1357,12 +1558,22 @@ impl Settings {
         }
         if self.notify_access.is_empty() {
             self.notify_access = if self.service_type == "notify" {
-                "main".into()
+                "main"
             } else {
-                "none".into()
+                "none"
             };
         }
     }
+}
+
+/// The bit set of one id.
+fn bits_of_one(id: u16, words: usize) -> Vec<u64> {
+    let mut b = vec![0u64; words];
+    let (w, m) = bit(id);
+    if let Some(x) = b.get_mut(w) {
+        *x = m;
+    }
+    b
 }
 
 fn parse_errno(e: &str) -> Option<i32> {
@@ -1390,10 +1601,10 @@ fn user_from_unit_name(unit: &str) -> String {
 pub fn settings(name: &str, assignments: Vec<Assignment>) -> Settings {
     let mut s = Settings::new(name);
     for a in &assignments {
-        s.apply(a);
+        s.apply(&a.as_line());
     }
     s.assignments = assignments;
-    s.patch();
+    s.finish();
     s
 }
 

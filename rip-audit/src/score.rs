@@ -2,9 +2,11 @@
 //! `systemd-analyze security --offline=true` computes them. Rows are keyed
 //! by `json_field`; see `AUDIT-SCORING.md` for the rules.
 
+use std::sync::OnceLock;
+
 use serde::Serialize;
 
-use crate::model::{cap_mask, ProtectHome, ProtectSystem, Settings, NAMESPACES};
+use crate::model::{bool_index, cap_mask, namespace_bit, ProtectHome, ProtectSystem, Settings};
 use crate::syscalls;
 
 /// How a check is assessed.
@@ -13,9 +15,9 @@ enum Rule {
     User,
     SupplementaryGroups,
     /// 0 iff the boolean is on.
-    Bool(&'static str),
+    Bool(usize),
     /// 1 iff the boolean is on.
-    BoolInverted(&'static str),
+    BoolInverted(usize),
     ProtectHome,
     ProtectSystem,
     RootDirectory,
@@ -27,7 +29,7 @@ enum Rule {
     ProcSubset,
     NotifyAccess,
     RemoveIpc,
-    Namespace(&'static str),
+    Namespace(u64),
     Family(Family),
     Archs,
     Syscalls(&'static str),
@@ -113,64 +115,70 @@ pub const CHECKS: &[Check] = &[
         "PrivateDevices",
         1000,
         1,
-        Bool("PrivateDevices"),
+        Bool(bool_index("PrivateDevices")),
     ),
     c(
         "PrivateMounts=",
         "PrivateMounts",
         1000,
         1,
-        Bool("PrivateMounts"),
+        Bool(bool_index("PrivateMounts")),
     ),
     c(
         "PrivateNetwork=",
         "PrivateNetwork",
         2500,
         1,
-        Bool("PrivateNetwork"),
+        Bool(bool_index("PrivateNetwork")),
     ),
-    dd(c("PrivateTmp=", "PrivateTmp", 1000, 1, Bool("PrivateTmp"))),
+    dd(c(
+        "PrivateTmp=",
+        "PrivateTmp",
+        1000,
+        1,
+        Bool(bool_index("PrivateTmp")),
+    )),
     c(
         "PrivateUsers=",
         "PrivateUsers",
         1000,
         1,
-        Bool("PrivateUsers"),
+        Bool(bool_index("PrivateUsers")),
     ),
     c(
         "ProtectControlGroups=",
         "ProtectControlGroups",
         1000,
         1,
-        Bool("ProtectControlGroups"),
+        Bool(bool_index("ProtectControlGroups")),
     ),
     c(
         "ProtectKernelModules=",
         "ProtectKernelModules",
         1000,
         1,
-        Bool("ProtectKernelModules"),
+        Bool(bool_index("ProtectKernelModules")),
     ),
     c(
         "ProtectKernelTunables=",
         "ProtectKernelTunables",
         1000,
         1,
-        Bool("ProtectKernelTunables"),
+        Bool(bool_index("ProtectKernelTunables")),
     ),
     c(
         "ProtectKernelLogs=",
         "ProtectKernelLogs",
         1000,
         1,
-        Bool("ProtectKernelLogs"),
+        Bool(bool_index("ProtectKernelLogs")),
     ),
     c(
         "ProtectClock=",
         "ProtectClock",
         1000,
         1,
-        Bool("ProtectClock"),
+        Bool(bool_index("ProtectClock")),
     ),
     dd(c("ProtectHome=", "ProtectHome", 1000, 10, ProtectHome)),
     c(
@@ -178,7 +186,7 @@ pub const CHECKS: &[Check] = &[
         "ProtectHostname",
         50,
         1,
-        Bool("ProtectHostname"),
+        Bool(bool_index("ProtectHostname")),
     ),
     dd(c(
         "ProtectSystem=",
@@ -199,21 +207,21 @@ pub const CHECKS: &[Check] = &[
         "LockPersonality",
         100,
         1,
-        Bool("LockPersonality"),
+        Bool(bool_index("LockPersonality")),
     ),
     c(
         "MemoryDenyWriteExecute=",
         "MemoryDenyWriteExecute",
         100,
         1,
-        Bool("MemoryDenyWriteExecute"),
+        Bool(bool_index("MemoryDenyWriteExecute")),
     ),
     c(
         "NoNewPrivileges=",
         "NoNewPrivileges",
         1000,
         1,
-        Bool("NoNewPrivileges"),
+        Bool(bool_index("NoNewPrivileges")),
     ),
     c(
         "CapabilityBoundingSet=~CAP_SYS_ADMIN",
@@ -416,69 +424,75 @@ pub const CHECKS: &[Check] = &[
     c("ProcSubset=", "ProcSubset", 10, 1, ProcSubset),
     c("NotifyAccess=", "NotifyAccess", 1000, 1, NotifyAccess),
     c("RemoveIPC=", "RemoveIPC", 100, 1, RemoveIpc),
-    c("Delegate=", "Delegate", 100, 1, BoolInverted("Delegate")),
+    c(
+        "Delegate=",
+        "Delegate",
+        100,
+        1,
+        BoolInverted(bool_index("Delegate")),
+    ),
     c(
         "RestrictRealtime=",
         "RestrictRealtime",
         500,
         1,
-        Bool("RestrictRealtime"),
+        Bool(bool_index("RestrictRealtime")),
     ),
     c(
         "RestrictSUIDSGID=",
         "RestrictSUIDSGID",
         1000,
         1,
-        Bool("RestrictSUIDSGID"),
+        Bool(bool_index("RestrictSUIDSGID")),
     ),
     c(
         "RestrictNamespaces=~user",
         "RestrictNamespaces_user",
         1500,
         1,
-        Namespace("user"),
+        Namespace(namespace_bit("user")),
     ),
     c(
         "RestrictNamespaces=~mnt",
         "RestrictNamespaces_mnt",
         500,
         1,
-        Namespace("mnt"),
+        Namespace(namespace_bit("mnt")),
     ),
     c(
         "RestrictNamespaces=~ipc",
         "RestrictNamespaces_ipc",
         500,
         1,
-        Namespace("ipc"),
+        Namespace(namespace_bit("ipc")),
     ),
     c(
         "RestrictNamespaces=~pid",
         "RestrictNamespaces_pid",
         500,
         1,
-        Namespace("pid"),
+        Namespace(namespace_bit("pid")),
     ),
     c(
         "RestrictNamespaces=~cgroup",
         "RestrictNamespaces_cgroup",
         500,
         1,
-        Namespace("cgroup"),
+        Namespace(namespace_bit("cgroup")),
     ),
     c(
         "RestrictNamespaces=~net",
         "RestrictNamespaces_net",
         500,
         1,
-        Namespace("net"),
+        Namespace(namespace_bit("net")),
     ),
     c(
         "RestrictNamespaces=~uts",
         "RestrictNamespaces_uts",
         100,
         1,
-        Namespace("uts"),
+        Namespace(namespace_bit("uts")),
     ),
     c(
         "RestrictAddressFamilies=~AF_(INET|INET6)",
@@ -650,7 +664,7 @@ fn privileged(s: &Settings) -> bool {
     }
 }
 
-fn badness(check: &Check, s: &Settings, deny_list_empty: bool) -> Option<u64> {
+fn badness(index: usize, check: &Check, s: &Settings, deny_list_empty: bool) -> Option<u64> {
     let b = |x: bool| u64::from(x);
     Some(match check.rule {
         User => {
@@ -671,8 +685,8 @@ fn badness(check: &Check, s: &Settings, deny_list_empty: bool) -> Option<u64> {
             }
             b(!s.supplementary_groups.is_empty())
         }
-        Bool(name) => b(!s.flag(name)),
-        BoolInverted(name) => b(s.flag(name)),
+        Bool(i) => b(!s.flag_at(i)),
+        BoolInverted(i) => b(s.flag_at(i)),
         ProtectHome => match s.protect_home {
             ProtectHome::Yes => 0,
             ProtectHome::Tmpfs => 1,
@@ -705,7 +719,7 @@ fn badness(check: &Check, s: &Settings, deny_list_empty: bool) -> Option<u64> {
             }
         }
         KeyringMode => b(s.keyring_mode != "private"),
-        ProtectProc => match s.protect_proc.as_str() {
+        ProtectProc => match s.protect_proc {
             "noaccess" => 1,
             "invisible" | "ptraceable" => 0,
             _ => 3,
@@ -718,25 +732,19 @@ fn badness(check: &Check, s: &Settings, deny_list_empty: bool) -> Option<u64> {
             }
             b(!s.flag("RemoveIPC"))
         }
-        Namespace(ns) => {
-            let bit = NAMESPACES
-                .iter()
-                .find(|(n, _)| *n == ns)
-                .map(|(_, b)| *b)
-                .unwrap_or(0);
-            b(s.restrict_namespaces & bit != 0)
-        }
+        Namespace(bit) => b(s.restrict_namespaces & bit != 0),
         Family(f) => b(!family_restricted(s, f)),
         Archs => {
-            if s.syscall_archs.is_empty() {
+            // ARCHS[0] is `native`.
+            if s.syscall_archs == 0 {
                 10
-            } else if s.syscall_archs.len() == 1 && s.syscall_archs.contains("native") {
+            } else if s.syscall_archs == 1 {
                 0
             } else {
                 8
             }
         }
-        Syscalls(group) => syscall_badness(s, group, deny_list_empty),
+        Syscalls(_) => syscall_badness(s, group_bits()[index], deny_list_empty),
         IpAddress => {
             if !s.ip_ingress.is_empty() || !s.ip_egress.is_empty() {
                 0
@@ -755,7 +763,7 @@ fn badness(check: &Check, s: &Settings, deny_list_empty: bool) -> Option<u64> {
             }
         }
         DeviceAllow => {
-            if matches!(s.device_policy.as_str(), "strict" | "closed") {
+            if matches!(s.device_policy, "strict" | "closed") {
                 if s.device_allow.is_empty() {
                     0
                 } else {
@@ -772,11 +780,8 @@ fn badness(check: &Check, s: &Settings, deny_list_empty: bool) -> Option<u64> {
 fn family_restricted(s: &Settings, f: Family) -> bool {
     let allow = s.af_allow_list;
     let mut flags = [allow; 5];
-    if let Some(set) = &s.af_set {
-        for &af in set {
-            if af == 0 {
-                continue;
-            }
+    if let Some(set) = s.af_set {
+        for af in (1..64).filter(|af| set & (1u64 << af) != 0) {
             let idx = match af {
                 2 | 10 => 0,
                 1 => 1,
@@ -793,28 +798,39 @@ fn family_restricted(s: &Settings, f: Family) -> bool {
 /// Whether a deny-list filter lists anything at all (computed once per
 /// unit: it does not depend on the group).
 fn deny_list_empty(s: &Settings) -> bool {
-    let allow_list = s.syscall_allow_list;
-    let listed = |e: i32| !(allow_list && e >= 0);
-    !allow_list
-        && s.syscall_filter
-            .as_ref()
-            .is_some_and(|f| !f.iter().any(|(_, e)| listed(e)))
+    !s.syscall_allow_list && s.syscall_filter.as_ref().is_some_and(|f| f.is_empty())
 }
 
-fn syscall_badness(s: &Settings, group: &str, deny_list_empty: bool) -> u64 {
+/// The natively resolvable members of each check's group, as bit sets,
+/// in [`CHECKS`] order (empty for checks of other kinds); looked up once.
+fn group_bits() -> &'static [&'static [u64]] {
+    static BITS: OnceLock<Vec<&'static [u64]>> = OnceLock::new();
+    BITS.get_or_init(|| {
+        CHECKS
+            .iter()
+            .map(|c| match c.rule {
+                Syscalls(g) => syscalls::tables().resolvable_bits(g),
+                _ => &[],
+            })
+            .collect()
+    })
+}
+
+fn syscall_badness(s: &Settings, members: &[u64], deny_list_empty: bool) -> u64 {
     let allow_list = s.syscall_allow_list;
-    // Offline, errno-tagged entries of an allow-list count as not allowed.
-    let listed = |e: Option<i32>| e.is_some_and(|e| !(allow_list && e >= 0));
     let Some(filter) = &s.syscall_filter else {
         return 10;
     };
     if deny_list_empty {
         return 10;
     }
-    let members = syscalls::tables().resolvable_ids(group);
-    let bad = members
-        .iter()
-        .any(|id| listed(filter.get_id(*id)) == allow_list);
+    // An allow-list is bad when it allows a member (offline, errno-tagged
+    // entries count as not allowed); a deny-list when it misses one.
+    let bad = if allow_list {
+        filter.any_plain(members)
+    } else {
+        !filter.all_listed(members)
+    };
     match (allow_list, bad) {
         (true, true) => 9,
         (true, false) => 0,
@@ -840,20 +856,40 @@ pub fn label(score: u64) -> &'static str {
         .unwrap_or("PERFECT")
 }
 
+/// Per check, what a badness of 0 to 10 adds to the sum (`badness *
+/// weight / range`, rounded up, as systemd does), computed at compile time
+/// so that scoring divides nothing.
+const CONTRIBUTION: [[u64; 11]; CHECKS.len()] = {
+    let mut t = [[0u64; 11]; CHECKS.len()];
+    let mut i = 0;
+    while i < CHECKS.len() {
+        let mut b = 0;
+        while b < 11 {
+            t[i][b] = (b as u64 * CHECKS[i].weight).div_ceil(CHECKS[i].range);
+            b += 1;
+        }
+        i += 1;
+    }
+    t
+};
+
 /// Every check's badness (None: N/A), in [`CHECKS`] order, and the sum of
 /// the weights that count (at least 1).
 fn assess(s: &Settings) -> ([Option<u64>; CHECKS.len()], u64, u64) {
     let mut bad = [None; CHECKS.len()];
     let (mut badness_sum, mut weight_sum) = (0u64, 0u64);
     let empty_deny_list = deny_list_empty(s);
-    for (slot, check) in bad.iter_mut().zip(CHECKS) {
+    for (i, (slot, check)) in bad.iter_mut().zip(CHECKS).enumerate() {
         *slot = if check.dd_only && !s.default_dependencies {
             None
         } else {
-            badness(check, s, empty_deny_list)
+            badness(i, check, s, empty_deny_list)
         };
         if let Some(b) = *slot {
-            badness_sum += (b * check.weight).div_ceil(check.range);
+            badness_sum += match CONTRIBUTION[i].get(b as usize) {
+                Some(&c) => c,
+                None => (b * check.weight).div_ceil(check.range),
+            };
             weight_sum += check.weight;
         }
     }

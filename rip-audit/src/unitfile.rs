@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,48 @@ pub struct Assignment {
     pub file: Arc<Path>,
     /// 1-based line of the assignment's first line.
     pub line: usize,
+}
+
+/// One `Key=value` line as the parser hands it out, borrowed from the
+/// file's text (or from the joined text of a continued line).
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'a> {
+    /// Section name without brackets.
+    pub section: &'a Arc<str>,
+    /// Directive name.
+    pub key: &'a str,
+    /// The value, stripped of surrounding whitespace, comments included.
+    pub value: &'a str,
+    /// File it comes from.
+    pub file: &'a Arc<Path>,
+    /// 1-based line of the assignment's first line.
+    pub line: usize,
+}
+
+impl Line<'_> {
+    /// The owned form.
+    pub fn to_assignment(&self) -> Assignment {
+        Assignment {
+            section: Arc::clone(self.section),
+            key: self.key.to_owned(),
+            value: self.value.to_owned(),
+            file: Arc::clone(self.file),
+            line: self.line,
+        }
+    }
+}
+
+impl Assignment {
+    /// The borrowed form.
+    pub fn as_line(&self) -> Line<'_> {
+        Line {
+            section: &self.section,
+            key: &self.key,
+            value: &self.value,
+            file: &self.file,
+            line: self.line,
+        }
+    }
 }
 
 /// A line systemd would not accept as an assignment.
@@ -58,15 +100,34 @@ pub const LONG_LINE_MAX: usize = 1024 * 1024;
 /// `config_parse()` returns -ENOBUFS there; the lines before it stay).
 pub fn parse_ini(text: &str, file: &Path) -> (Vec<Assignment>, Vec<SyntaxIssue>) {
     let mut out = Vec::new();
+    let issues = parse_ini_with(text, &Arc::from(file), |l| out.push(l.to_assignment()));
+    (out, issues)
+}
+
+/// [`parse_ini`], handing each assignment to `each` as it is read instead
+/// of collecting them (nothing is allocated for a plain line); returns the
+/// syntax issues.
+pub fn parse_ini_with(
+    text: &str,
+    shared_file: &Arc<Path>,
+    mut each: impl FnMut(Line<'_>),
+) -> Vec<SyntaxIssue> {
+    let file: &Path = shared_file;
     let mut issues = Vec::new();
     let mut section: Option<Arc<str>> = None;
-    let shared_file: Arc<Path> = Arc::from(file);
     let mut cont: Option<(String, usize)> = None;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text.split('\n').enumerate().peekable();
-    while let Some((i, raw)) = lines.next() {
+    // The pieces between `\n`s, as `text.split('\n')` gives them, scanned
+    // by bytes (unit files are mostly short lines).
+    let (bytes, mut at, mut i) = (text.as_bytes(), 0, 0);
+    while at <= bytes.len() {
+        let end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |n| at + n);
+        let last = end == bytes.len();
+        let raw = &text[at..end];
+        (at, i) = (end + 1, i + 1);
+        let i = i - 1;
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        if lines.peek().is_none() && raw.is_empty() && cont.is_none() {
+        if last && raw.is_empty() && cont.is_none() {
             break;
         }
         let joined = cont.as_ref().map_or(0, |(c, _)| c.len());
@@ -81,10 +142,9 @@ pub fn parse_ini(text: &str, file: &Path) -> (Vec<Assignment>, Vec<SyntaxIssue>)
                 ),
                 too_long: true,
             });
-            return (out, issues);
+            return issues;
         }
-        let lead = raw.trim_start_matches([' ', '\t', '\n', '\r']);
-        if lead.starts_with(['#', ';']) {
+        if matches!(trim_ws_start(raw).as_bytes().first(), Some(b'#' | b';')) {
             continue;
         }
         let (text, start) = match cont.take() {
@@ -104,9 +164,9 @@ pub fn parse_ini(text: &str, file: &Path) -> (Vec<Assignment>, Vec<SyntaxIssue>)
         parse_line(
             &text,
             start,
-            &shared_file,
+            shared_file,
             &mut section,
-            &mut out,
+            &mut each,
             &mut issues,
         );
     }
@@ -114,13 +174,34 @@ pub fn parse_ini(text: &str, file: &Path) -> (Vec<Assignment>, Vec<SyntaxIssue>)
         parse_line(
             &text,
             start,
-            &shared_file,
+            shared_file,
             &mut section,
-            &mut out,
+            &mut each,
             &mut issues,
         );
     }
-    (out, issues)
+    issues
+}
+
+/// `s` without leading systemd WHITESPACE (all ASCII, so any byte offset
+/// found is a char boundary).
+fn trim_ws_start(s: &str) -> &str {
+    let n = s
+        .bytes()
+        .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .count();
+    &s[n..]
+}
+
+/// `s` without surrounding systemd WHITESPACE.
+pub fn trim_ws(s: &str) -> &str {
+    let s = trim_ws_start(s);
+    let n = s
+        .bytes()
+        .rev()
+        .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .count();
+    &s[..s.len() - n]
 }
 
 fn ends_with_escape(s: &str) -> bool {
@@ -148,10 +229,10 @@ fn parse_line(
     line: usize,
     file: &Arc<Path>,
     section: &mut Option<Arc<str>>,
-    out: &mut Vec<Assignment>,
+    each: &mut impl FnMut(Line<'_>),
     issues: &mut Vec<SyntaxIssue>,
 ) {
-    let l = text.trim_matches(is_ws);
+    let l = trim_ws(text);
     if l.is_empty() || l.starts_with(['#', ';']) {
         return;
     }
@@ -167,7 +248,7 @@ fn parse_line(
         }
         return;
     }
-    let Some(sec) = section.clone() else {
+    let Some(sec) = section.as_ref() else {
         issues.push(SyntaxIssue {
             file: file.to_path_buf(),
             line,
@@ -176,7 +257,8 @@ fn parse_line(
         });
         return;
     };
-    let Some((k, v)) = l.split_once('=') else {
+    let eq = l.bytes().position(|b| b == b'=');
+    let Some((k, v)) = eq.map(|i| (&l[..i], &l[i + 1..])) else {
         issues.push(SyntaxIssue {
             file: file.to_path_buf(),
             line,
@@ -185,11 +267,11 @@ fn parse_line(
         });
         return;
     };
-    out.push(Assignment {
+    each(Line {
         section: sec,
-        key: k.trim_matches(is_ws).to_owned(),
-        value: v.trim_matches(is_ws).to_owned(),
-        file: Arc::clone(file),
+        key: trim_ws(k),
+        value: trim_ws(v),
+        file,
         line,
     });
 }
@@ -252,84 +334,95 @@ fn dropin_dir_names(name: &str) -> Vec<String> {
     out
 }
 
+/// A set of names with a fast non-keyed hash: these sets only answer
+/// lookups, so a crafted set of names could only slow a run down.
+type NameSet = HashSet<Box<str>, foldhash::fast::RandomState>;
+
+/// One directory listed by the index.
+#[derive(Debug)]
+struct Listed {
+    dir: PathBuf,
+    /// Its `*.d` entries.
+    dropin_dirs: NameSet,
+    /// Its regular `*.service` files (only for the directories of the
+    /// files given).
+    regular: NameSet,
+}
+
 /// Which `*.d` directories exist in each directory searched, listed once
-/// per run so that auditing many units does not probe every path.
+/// per run so that auditing many units does not probe every path. A run
+/// lists a handful of directories, so they are kept in a small vector and
+/// found by comparing paths.
 #[derive(Debug, Default)]
 pub struct DropinIndex {
-    dirs: HashMap<PathBuf, HashSet<String>>,
-    /// The regular `*.service` files of the directories of the files
-    /// given (from the same listing).
-    regular: HashMap<PathBuf, HashSet<String>>,
-    /// The search path, each directory with its `*.d` names (looked up
-    /// once here, not per unit).
-    search: Vec<(PathBuf, HashSet<String>)>,
+    /// The directories of the files given.
+    parents: Vec<Listed>,
+    /// The search path, in order.
+    search: Vec<Listed>,
 }
 
 impl DropinIndex {
     /// Index the search path under `root` and the directories of `files`.
     pub fn new(root: &Root, files: &[PathBuf]) -> Self {
         let mut idx = DropinIndex::default();
+        let mut last: Option<&Path> = None;
         for f in files {
-            let parent = parent_dir(f);
-            if !idx.regular.contains_key(&parent) {
-                let regular = idx.add(parent.clone());
-                idx.regular.insert(parent, regular);
+            let parent = parent_of(f);
+            // Files usually come grouped by directory: skip the search
+            // when the directory is the previous file's.
+            if last == Some(parent) || idx.parent(parent).is_some() {
+                last = Some(parent);
+                continue;
             }
+            last = Some(parent);
+            idx.parents
+                .push(list(parent.to_path_buf(), true, &mut Vec::new()));
         }
+        // Search directories already listed, by device and inode: with a
+        // merged /usr, /lib/systemd/system is /usr/lib/systemd/system, and
+        // systemd drops such duplicates from its search path too.
+        let mut seen = Vec::new();
         for d in SEARCH_PATH {
-            let p = root.join(d);
-            idx.add(p.clone());
-            let names = idx.dirs.get(&p).cloned().unwrap_or_default();
-            idx.search.push((p, names));
+            idx.search.push(list(root.join(d), false, &mut seen));
         }
         idx
     }
 
-    /// List `dir` once: its `*.d` names go into the index; its regular
-    /// `*.service` files are returned.
-    fn add(&mut self, dir: PathBuf) -> HashSet<String> {
-        let mut regular = HashSet::new();
-        if self.dirs.contains_key(&dir) {
-            return regular;
-        }
-        let mut names = HashSet::new();
-        if let Ok(rd) = fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                let n = e.file_name().to_string_lossy().into_owned();
-                if n.ends_with(".d") {
-                    names.insert(n);
-                } else if n.ends_with(".service") && e.file_type().is_ok_and(|t| t.is_file()) {
-                    regular.insert(n);
-                }
-            }
-        }
-        self.dirs.insert(dir, names);
-        regular
+    /// Whether the listing of its directory shows `file` as a regular
+    /// file.
+    pub fn is_regular(&self, file: &Path) -> bool {
+        let listed = self.parent(parent_of(file));
+        file_name(file).is_some_and(|n| listed.is_some_and(|l| l.regular.contains(n)))
+    }
+
+    fn parent(&self, dir: &Path) -> Option<&Listed> {
+        self.parents
+            .iter()
+            .find(|l| l.dir.as_os_str() == dir.as_os_str())
     }
 
     /// Find `file`'s drop-ins: in the directory of the file, then along the
     /// search path.
     pub fn locate(&self, file: &Path) -> anyhow::Result<UnitFiles> {
-        let name = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .with_context(|| format!("{file:?} has no usable file name"))?
-            .to_owned();
-        if !name.ends_with(".service") {
-            bail!("{file:?}: only .service units can be audited");
-        }
-        let parent = parent_dir(file);
-        let subs = dropin_dir_names(&name);
+        let name = unit_name(file)?;
+        let parent = parent_of(file);
+        let listed = self.parent(parent);
+        let searched = self
+            .search
+            .iter()
+            .filter(|l| l.dir.as_os_str() != parent.as_os_str());
         let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
-        let dirs = std::iter::once((&parent, self.dirs.get(&parent))).chain(
-            self.search
-                .iter()
-                .filter(|(d, _)| d.as_os_str() != parent.as_os_str())
-                .map(|(d, names)| (d, Some(names))),
-        );
+        // A directory not listed (the file's own, when the index was built
+        // for other files) is probed; a listed one only for names it has.
+        let dirs = std::iter::once((parent, listed.map(|l| &l.dropin_dirs)))
+            .chain(searched.map(|l| (l.dir.as_path(), Some(&l.dropin_dirs))));
+        let mut subs: Option<Vec<String>> = None;
         for (dir, present) in dirs {
-            for sub in &subs {
-                if present.is_some_and(|p| p.is_empty() || !p.contains(sub)) {
+            if present.is_some_and(HashSet::is_empty) {
+                continue;
+            }
+            for sub in subs.get_or_insert_with(|| dropin_dir_names(name)).iter() {
+                if present.is_some_and(|p| !p.contains(sub.as_str())) {
                     continue;
                 }
                 let d = dir.join(sub);
@@ -354,9 +447,9 @@ impl DropinIndex {
                 }
             }
         }
-        let fragment_regular = self.regular.get(&parent).is_some_and(|r| r.contains(&name));
+        let fragment_regular = listed.is_some_and(|l| l.regular.contains(name));
         Ok(UnitFiles {
-            name,
+            name: name.to_owned(),
             fragment: file.to_path_buf(),
             dropins: by_name.into_values().collect(),
             fragment_regular,
@@ -364,49 +457,135 @@ impl DropinIndex {
     }
 }
 
-fn parent_dir(file: &Path) -> PathBuf {
-    match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+/// List `dir` once: its `*.d` names and, with `services`, its regular
+/// `*.service` files, read with `getdents` into one buffer (nothing is
+/// allocated for an entry that is not kept). A directory that cannot be
+/// read, or was listed already (`seen`: device and inode), lists as empty.
+fn list(dir: PathBuf, services: bool, seen: &mut Vec<(u64, u64)>) -> Listed {
+    use nix::dir::Dir;
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::{fstat, Mode};
+    use std::os::fd::AsRawFd;
+    let (mut dropin_dirs, mut regular) = (NameSet::default(), NameSet::default());
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    if let Ok(mut d) = Dir::open(&dir, flags, Mode::empty()) {
+        let id = fstat(d.as_raw_fd()).map(|st| (st.st_dev, st.st_ino));
+        if let Ok(id) = id {
+            if seen.contains(&id) {
+                return Listed {
+                    dir,
+                    dropin_dirs,
+                    regular,
+                };
+            }
+            seen.push(id);
+        }
+        for e in d.iter().flatten() {
+            let name = e.file_name().to_bytes();
+            let set = if name.ends_with(b".d") {
+                &mut dropin_dirs
+            } else if services
+                && name.ends_with(b".service")
+                && e.file_type() == Some(nix::dir::Type::File)
+            {
+                &mut regular
+            } else {
+                continue;
+            };
+            if let Ok(n) = std::str::from_utf8(name) {
+                set.insert(Box::from(n));
+            }
+        }
+    }
+    Listed {
+        dir,
+        dropin_dirs,
+        regular,
+    }
+}
+
+/// The unit name of a unit file (its file name), if it names a service.
+pub fn unit_name(file: &Path) -> anyhow::Result<&str> {
+    let name = file_name(file).with_context(|| format!("{file:?} has no usable file name"))?;
+    if !name.ends_with(".service") {
+        bail!("{file:?}: only .service units can be audited");
+    }
+    Ok(name)
+}
+
+/// The name of `file`: what follows its last `/`, by bytes (None when
+/// that is empty, `.`, `..` or not UTF-8).
+fn file_name(file: &Path) -> Option<&str> {
+    use std::os::unix::ffi::OsStrExt;
+    let b = file.as_os_str().as_bytes();
+    let name = b.rsplit(|&c| c == b'/').next()?;
+    match name {
+        b"" | b"." | b".." => None,
+        _ => std::str::from_utf8(name).ok(),
+    }
+}
+
+/// The directory of `file`: what comes before its last `/` (`.` for a
+/// bare name, `/` for a file in the root), by bytes.
+fn parent_of(file: &Path) -> &Path {
+    use std::os::unix::ffi::OsStrExt;
+    let b = file.as_os_str().as_bytes();
+    match b.iter().rposition(|&c| c == b'/') {
+        None => Path::new("."),
+        Some(0) => Path::new("/"),
+        Some(i) => Path::new(std::ffi::OsStr::from_bytes(&b[..i])),
     }
 }
 
 /// Find `file`'s drop-ins (one-off; see [`DropinIndex`] for many units).
 pub fn locate(root: &Root, file: &Path) -> anyhow::Result<UnitFiles> {
-    DropinIndex::new(root, &[file.to_path_buf()]).locate(file)
+    let files = [file.to_path_buf()];
+    DropinIndex::new(root, &files).locate(file)
 }
 
 /// Every assignment of the unit and its drop-ins, in application order,
 /// plus syntax issues.
 pub fn read_all(files: &UnitFiles) -> anyhow::Result<(Vec<Assignment>, Vec<SyntaxIssue>)> {
+    let mut all = Vec::new();
+    let issues = read_each(files, |l| all.push(l.to_assignment()))?;
+    Ok((all, issues))
+}
+
+/// [`read_all`], handing each assignment to `each` as it is read; returns
+/// the syntax issues.
+pub fn read_each(
+    files: &UnitFiles,
+    mut each: impl FnMut(Line<'_>),
+) -> anyhow::Result<Vec<SyntaxIssue>> {
+    let mut issues = read_one(&files.fragment, files.fragment_regular, &mut each)?;
+    for d in &files.dropins {
+        issues.extend(read_one(d, true, &mut each)?);
+    }
+    Ok(issues)
+}
+
+/// Read and parse one file (a fragment or a drop-in), handing each
+/// assignment to `each`; returns the syntax issues. A `regular` file is
+/// read without the final read for EOF (see [`read_file`]).
+pub fn read_one(
+    f: &Path,
+    regular: bool,
+    mut each: impl FnMut(Line<'_>),
+) -> anyhow::Result<Vec<SyntaxIssue>> {
     thread_local! {
         /// One read buffer per thread, reused for every file.
         static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
-    let mut all = Vec::new();
-    let mut issues = Vec::new();
-    let fragment = std::iter::once((&files.fragment, files.fragment_regular));
-    let dropins = files.dropins.iter().map(|d| (d, true));
-    BUF.with_borrow_mut(|buf| -> anyhow::Result<()> {
-        for (f, regular) in fragment.chain(dropins) {
-            let len = read_file(f, buf, regular).with_context(|| format!("cannot read {f:?}"))?;
-            let bytes = &buf[..len];
-            // Valid UTF-8 (the usual case) is checked by the fast path.
-            let text = match std::str::from_utf8(bytes) {
-                Ok(t) => Cow::Borrowed(t),
-                Err(_) => String::from_utf8_lossy(bytes),
-            };
-            let (a, i) = parse_ini(&text, f);
-            if all.is_empty() {
-                all = a;
-            } else {
-                all.extend(a);
-            }
-            issues.extend(i);
-        }
-        Ok(())
-    })?;
-    Ok((all, issues))
+    BUF.with_borrow_mut(|buf| {
+        let len = read_file(f, buf, regular).with_context(|| format!("cannot read {f:?}"))?;
+        let bytes = &buf[..len];
+        // Valid UTF-8 (the usual case) is checked by the fast path.
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => Cow::Borrowed(t),
+            Err(_) => String::from_utf8_lossy(bytes),
+        };
+        Ok(parse_ini_with(&text, &Arc::from(f), &mut each))
+    })
 }
 
 /// Read a whole file into the start of `buf`, a buffer kept initialised

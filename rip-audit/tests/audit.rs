@@ -266,17 +266,9 @@ fn scores_format_equals_the_full_mode_on_generated_units() {
     );
     for (f, l) in full.iter().zip(&lean) {
         let u = &f["rip_audit"]["unit"];
-        let failing: Vec<Value> = u["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["badness"].as_u64().is_some_and(|b| b > 0))
-            .map(|r| r["json_field"].clone())
-            .collect();
         let expected = serde_json::json!({
             "unit": u["name"], "path": u["path"], "loaded": u["loaded"],
             "score": u["score"], "exposure": u["exposure"], "label": u["label"],
-            "failing": failing,
         });
         assert_eq!(l, &expected);
     }
@@ -1344,10 +1336,16 @@ fn committed_syscall_groups_match_the_installed_systemd() {
     let tool = systemd_analyze_or_fail();
     let out = Command::new(tool).arg("syscall-filter").output().unwrap();
     let committed = include_str!("../data/syscall-groups.txt");
+    // systemd appends the running kernel's system calls that no group
+    // lists: that part depends on the kernel, not on systemd.
+    let installed = String::from_utf8_lossy(&out.stdout);
+    let groups = match installed.find("\n# Unlisted System Calls") {
+        Some(at) => &installed[..at + 1],
+        None => &installed[..],
+    };
 
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        committed,
+        groups, committed,
         "data/syscall-groups.txt is stale: run rip-audit/data/gen-tables.sh"
     );
 }

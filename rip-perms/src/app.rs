@@ -10,7 +10,7 @@ use std::path::{Component, Path};
 use crate::layout::{Class, Layout};
 use crate::policy::Mode;
 use crate::report::{Entry, Owner, Partial, ShownPath};
-use crate::sys::{self, Stat};
+use crate::sys::{self, Acls, Stat};
 use crate::walk::{self, Ctx, Job, RootInfo};
 
 /// How to run.
@@ -198,6 +198,7 @@ fn system_entry(out: &mut Partial, path: &[u8], st: Option<Stat>, euid: u32) {
         uid: st.map_or(euid, |s| s.uid),
         gid: st.map_or(0, |s| s.gid),
         mode: Mode(SYSTEM_DIR_MODE),
+        acl: Acls::NONE,
     };
     out.add(
         Entry {
@@ -271,6 +272,7 @@ pub fn fix_app(root: BorrowedFd<'_>, layout: &Layout, opts: &Opts) -> Partial {
                         uid: layout.uid,
                         gid: layout.gid,
                         mode: Mode(layout.dir_mode(class, None)),
+                        acl: Acls::NONE,
                     },
                     pending: if euid != 0 && euid != layout.uid {
                         vec!["owner"]

@@ -8,9 +8,10 @@ use rip_core::{InputArgs, SystemArgs};
 /// Reads app specs (or the output of rip-user) on stdin, creates the home,
 /// bin/, data/, the backups dir and every rw_paths entry, and brings every
 /// file and directory under them to the owner and mode the layout policy
-/// asks for. It walks by directory file descriptors and never follows a
-/// symlink, so an app that controls its own tree cannot turn it against the
-/// host. Writes each record back with a "rip_perms" result added.
+/// asks for, removing any POSIX ACL. It walks by directory file
+/// descriptors and never follows a symlink, so an app that controls its own
+/// tree cannot turn it against the host. Writes each record back with a
+/// "rip_perms" result added.
 #[derive(Debug, Parser)]
 #[command(name = "rip-perms", version)]
 pub struct Cli {

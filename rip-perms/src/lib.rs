@@ -1,5 +1,6 @@
-//! rip-perms: create each app's home layout and bring owners and modes to
-//! the layout policy, without ever following a symlink (see MANUAL.md).
+//! rip-perms: create each app's home layout and bring owners, modes and
+//! POSIX ACLs to the layout policy, without ever following a symlink (see
+//! MANUAL.md).
 
 pub mod app;
 pub mod cli;

@@ -4,8 +4,9 @@
 use serde::Serialize;
 
 use crate::policy::Mode;
+use crate::sys::Acls;
 
-/// Owner and mode of an inode.
+/// Owner, mode and POSIX ACLs of an inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Owner {
     /// User id.
@@ -14,6 +15,20 @@ pub struct Owner {
     pub gid: u32,
     /// Permission bits, as an octal string.
     pub mode: Mode,
+    /// The POSIX ACLs it carries (`access`, `default`); left out when none,
+    /// as the policy wants.
+    #[serde(skip_serializing_if = "acl_none")]
+    pub acl: Acls,
+}
+
+fn acl_none(a: &Acls) -> bool {
+    !a.any()
+}
+
+impl Serialize for Acls {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter().map(|a| a.as_str()))
+    }
 }
 
 /// A path as bytes, shown as UTF-8 (lossy) plus, when the name is not
@@ -57,11 +72,12 @@ pub struct Entry {
     /// Whether rip-perms created the directory.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub created: bool,
-    /// Owner and mode before (null for a directory still to be created).
+    /// Owner, mode and ACLs before (null for a directory still to be
+    /// created).
     pub before: Option<Owner>,
-    /// Owner and mode the policy wants.
+    /// Owner and mode the policy wants (and no ACL).
     pub after: Owner,
-    /// What was left undone for lack of privilege (`owner`, `mode`).
+    /// What was left undone for lack of privilege (`owner`, `mode`, `acl`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<&'static str>,
 }
@@ -340,6 +356,7 @@ mod tests {
                         uid: 1,
                         gid: 1,
                         mode: Mode(0o600),
+                        acl: Acls::NONE,
                     },
                     pending: vec![],
                 }),

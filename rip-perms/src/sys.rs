@@ -350,6 +350,230 @@ pub fn chown_at_nofollow(dir: BorrowedFd<'_>, name: &CStr, uid: u32, gid: u32) -
     .map(drop)
 }
 
+/// A POSIX ACL, as the extended attribute that holds it. An inode without
+/// one has only its mode bits; with one, the mode's group bits are the ACL's
+/// mask and named users and groups may get up to that mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acl {
+    /// `system.posix_acl_access`: entries beyond owner, group and others.
+    Access,
+    /// `system.posix_acl_default` (directories): what new entries inherit.
+    Default,
+}
+
+impl Acl {
+    fn xattr(self) -> &'static CStr {
+        match self {
+            Acl::Access => c"system.posix_acl_access",
+            Acl::Default => c"system.posix_acl_default",
+        }
+    }
+
+    /// The name used in the JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Acl::Access => "access",
+            Acl::Default => "default",
+        }
+    }
+}
+
+/// The POSIX ACLs found on an inode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Acls {
+    /// An access ACL.
+    pub access: bool,
+    /// A default ACL.
+    pub default: bool,
+}
+
+impl Acls {
+    /// No ACL: the mode bits are the whole truth.
+    pub const NONE: Acls = Acls {
+        access: false,
+        default: false,
+    };
+
+    /// Whether there is any.
+    pub fn any(self) -> bool {
+        self.access || self.default
+    }
+
+    /// The ACLs present, access first.
+    pub fn iter(self) -> impl Iterator<Item = Acl> {
+        [(self.access, Acl::Access), (self.default, Acl::Default)]
+            .into_iter()
+            .filter_map(|(on, a)| on.then_some(a))
+    }
+}
+
+/// `getxattrat`, `removexattrat` (Linux 6.13+): the numbers every
+/// architecture but alpha shares; the libc crate does not name them yet.
+const SYS_GETXATTRAT: libc::c_long = 464;
+const SYS_REMOVEXATTRAT: libc::c_long = 466;
+
+/// `struct xattr_args` of `getxattrat`.
+#[repr(C)]
+#[derive(Default)]
+struct XattrArgs {
+    value: u64,
+    size: u32,
+    flags: u32,
+}
+
+/// Whether the `*xattrat` calls exist here: 0 unknown or yes, 2 no.
+static XATTRAT: AtomicU8 = AtomicU8::new(0);
+
+fn xattrat_works() -> bool {
+    XATTRAT.load(Ordering::Relaxed) != 2
+}
+
+/// `/proc/self/fd/<dir>/<name>`: `name` looked up in the directory `dir`
+/// holds (for the kernels without the `*xattrat` calls). Used only with
+/// the `l*xattr` calls, which do not follow `name` if it is a symlink.
+fn proc_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<CString> {
+    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    p.extend_from_slice(name.to_bytes());
+    cpath(&p)
+}
+
+/// `Ok(true)` for a size (the attribute is there), `Ok(false)` when the
+/// inode has none or its file system has no ACLs.
+fn present(ret: isize) -> io::Result<bool> {
+    if ret >= 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) => Ok(false),
+        _ => Err(err),
+    }
+}
+
+/// A removal that found nothing to remove did its job too.
+fn removed(ret: libc::c_long) -> io::Result<()> {
+    if ret >= 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENODATA) => Ok(()),
+        _ => Err(err),
+    }
+}
+
+/// Whether `name` in `dir`, not followed, carries `acl`: one
+/// `getxattrat(dir, name, AT_SYMLINK_NOFOLLOW)` asking only for the size,
+/// or `lgetxattr` through [`proc_at`] on older kernels. Only a look: what
+/// it answers about a name the app may swap is acted on through an fd
+/// checked to hold the inode seen (or by name in a directory no app can
+/// change).
+pub fn has_acl_at(dir: BorrowedFd<'_>, name: &CStr, acl: Acl) -> io::Result<bool> {
+    if xattrat_works() {
+        let mut args = XattrArgs::default();
+        // SAFETY: `name` and the attribute name are NUL-terminated; `args`
+        // is a writable xattr_args of the size passed; with size 0 the
+        // kernel writes no value, it returns the value's size.
+        let ret = unsafe {
+            libc::syscall(
+                SYS_GETXATTRAT,
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+                acl.xattr().as_ptr(),
+                &mut args as *mut XattrArgs,
+                std::mem::size_of::<XattrArgs>(),
+            )
+        };
+        // A seccomp filter that predates the call may answer EPERM for it;
+        // a look has no other reason to (root or not), so fall back then too.
+        let missing = ret < 0
+            && matches!(
+                io::Error::last_os_error().raw_os_error(),
+                Some(libc::ENOSYS) | Some(libc::EPERM)
+            );
+        if !missing {
+            return present(ret as isize);
+        }
+        XATTRAT.store(2, Ordering::Relaxed);
+    }
+    has_acl_proc(dir, name, acl)
+}
+
+/// [`has_acl_at`] for kernels older than 6.13.
+fn has_acl_proc(dir: BorrowedFd<'_>, name: &CStr, acl: Acl) -> io::Result<bool> {
+    let p = proc_at(dir, name)?;
+    // SAFETY: both strings are NUL-terminated; a null buffer of size 0
+    // asks only for the size.
+    present(unsafe { libc::lgetxattr(p.as_ptr(), acl.xattr().as_ptr(), std::ptr::null_mut(), 0) })
+}
+
+/// Whether the inode held by `fd` (a real fd, not `O_PATH`) carries `acl`.
+pub fn has_acl_fd(fd: BorrowedFd<'_>, acl: Acl) -> io::Result<bool> {
+    // SAFETY: the attribute name is NUL-terminated; a null buffer of size
+    // 0 asks only for the size.
+    present(unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            acl.xattr().as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    })
+}
+
+/// Remove `acl` from the inode held by `fd`: `fremovexattr` on a real fd;
+/// on an `O_PATH` fd (which the xattr calls refuse, even with
+/// `AT_EMPTY_PATH`), `removexattr("/proc/self/fd/N")`, whose magic link
+/// resolves to the fd's own inode. The mode bits are left as they are (the
+/// group bits, the mask until now, become the group's). Removing an ACL
+/// that is not there succeeds.
+pub fn remove_acl_fd(fd: BorrowedFd<'_>, acl: Acl, o_path: bool) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    if !o_path {
+        // SAFETY: the attribute name is NUL-terminated.
+        return removed(unsafe { libc::fremovexattr(raw, acl.xattr().as_ptr()) }.into());
+    }
+    let proc = cpath(format!("/proc/self/fd/{raw}").as_bytes())?;
+    // SAFETY: both strings are NUL-terminated. The magic link resolves to
+    // the inode held by `fd`, which the caller verified to be a regular
+    // file or a directory (removexattr follows a symlink; we never get
+    // here with one).
+    removed(unsafe { libc::removexattr(proc.as_ptr(), acl.xattr().as_ptr()) }.into())
+}
+
+/// Remove `acl` from `name` in `dir`, not following a symlink
+/// (`removexattrat(dir, name, AT_SYMLINK_NOFOLLOW)`, or `lremovexattr`
+/// through [`proc_at`] on older kernels). Only for names in a directory no
+/// one else can change, like [`chmod_at_nofollow`].
+pub fn remove_acl_at_nofollow(dir: BorrowedFd<'_>, name: &CStr, acl: Acl) -> io::Result<()> {
+    if xattrat_works() {
+        // SAFETY: `name` and the attribute name are NUL-terminated;
+        // (int, const char *, unsigned int, const char *).
+        let ret = unsafe {
+            libc::syscall(
+                SYS_REMOVEXATTRAT,
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+                acl.xattr().as_ptr(),
+            )
+        };
+        if ret >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+            return removed(ret);
+        }
+        XATTRAT.store(2, Ordering::Relaxed);
+    }
+    remove_acl_proc(dir, name, acl)
+}
+
+/// [`remove_acl_at_nofollow`] for kernels older than 6.13.
+fn remove_acl_proc(dir: BorrowedFd<'_>, name: &CStr, acl: Acl) -> io::Result<()> {
+    let p = proc_at(dir, name)?;
+    // SAFETY: both strings are NUL-terminated.
+    removed(unsafe { libc::lremovexattr(p.as_ptr(), acl.xattr().as_ptr()) }.into())
+}
+
 /// The effective user id of this process.
 pub fn euid() -> u32 {
     // SAFETY: geteuid cannot fail.
@@ -489,6 +713,68 @@ mod tests {
         chmod_fd(fd.as_fd(), 0o640, true).unwrap();
 
         assert_eq!(stat_fd(fd.as_fd()).unwrap().perm(), 0o640);
+    }
+
+    fn setfacl(p: &Path, args: &[&str]) {
+        let ok = std::process::Command::new("setfacl")
+            .args(args)
+            .arg(p)
+            .status()
+            .expect("setfacl (the acl package: scripts/deps test)")
+            .success();
+        assert!(ok, "setfacl {args:?} {p:?}");
+    }
+
+    /// A directory with `f` and `d` carrying ACLs and a symlink `l` to `f`.
+    fn acl_dir() -> (tempfile::TempDir, OwnedFd) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"").unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::os::unix::fs::symlink("f", dir.path().join("l")).unwrap();
+        setfacl(&dir.path().join("f"), &["-m", "u:60002:r"]);
+        setfacl(&dir.path().join("d"), &["-d", "-m", "u:60002:r"]);
+        let root = open_root(dir.path()).unwrap();
+        (dir, root)
+    }
+
+    #[test]
+    fn acls_are_seen_by_name_not_through_a_symlink() {
+        let (_dir, root) = acl_dir();
+        let fd = root.as_fd();
+
+        for look in [has_acl_at, has_acl_proc] {
+            assert!(look(fd, c"f", Acl::Access).unwrap());
+            assert!(!look(fd, c"d", Acl::Access).unwrap());
+            assert!(look(fd, c"d", Acl::Default).unwrap());
+            assert!(!look(fd, c"l", Acl::Access).unwrap());
+        }
+    }
+
+    #[test]
+    fn acl_removed_through_an_o_path_fd_keeps_the_mode() {
+        let (_dir, root) = acl_dir();
+        let before = stat_at(root.as_fd(), c"f").unwrap().perm();
+        let fd = open_path_at(root.as_fd(), c"f").unwrap();
+
+        remove_acl_fd(fd.as_fd(), Acl::Access, true).unwrap();
+        remove_acl_fd(fd.as_fd(), Acl::Access, true).unwrap();
+
+        assert!(!has_acl_at(root.as_fd(), c"f", Acl::Access).unwrap());
+        assert_eq!(stat_at(root.as_fd(), c"f").unwrap().perm(), before);
+    }
+
+    #[test]
+    fn acl_removed_by_name_with_either_call() {
+        for remove in [remove_acl_at_nofollow, remove_acl_proc] {
+            let (_dir, root) = acl_dir();
+            let fd = root.as_fd();
+
+            remove(fd, c"f", Acl::Access).unwrap();
+            remove(fd, c"d", Acl::Default).unwrap();
+
+            assert!(!has_acl_at(fd, c"f", Acl::Access).unwrap());
+            assert!(!has_acl_at(fd, c"d", Acl::Default).unwrap());
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! that fd, and an entry that needs a change is opened `O_PATH|O_NOFOLLOW`,
 //! checked to be the inode just seen, and changed through that fd. No path
 //! string is ever resolved again, so swapping a directory for a symlink
-//! mid-walk can only make rip-perms refuse that entry.
+//! mid-walk can only make rip-perms refuse that entry. POSIX ACLs are looked
+//! up the same way (`getxattrat` by name, `fgetxattr` on a directory's fd)
+//! and removed through the same fd as the mode.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -14,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use crate::layout::{Class, Layout};
 use crate::policy::Mode;
 use crate::report::{Entry, Owner, Partial, ShownPath};
-use crate::sys::{self, Kind, Stat};
+use crate::sys::{self, Acl, Acls, Kind, Stat};
 
 /// Refusal codes (stable, documented in MANUAL.md).
 pub mod reason {
@@ -141,15 +143,16 @@ pub fn escapes(root: &[u8], dir: &[u8], target: &[u8]) -> bool {
     !(comps.len() >= root.len() && comps[..root.len()] == root[..])
 }
 
-fn owner_of(st: &Stat) -> Owner {
+fn owner_of(st: &Stat, acl: Acls) -> Owner {
     Owner {
         uid: st.uid,
         gid: st.gid,
         mode: Mode(st.perm()),
+        acl,
     }
 }
 
-/// What an owner or mode change acts on.
+/// What an owner, mode or ACL change acts on.
 #[derive(Clone, Copy)]
 enum Target<'f> {
     /// A directory we opened (a real fd).
@@ -180,6 +183,24 @@ impl Target<'_> {
             Target::Nothing => Ok(()),
         }
     }
+
+    fn remove_acl(self, acl: Acl) -> io::Result<()> {
+        match self {
+            Target::Dir(fd) => sys::remove_acl_fd(fd, acl, false),
+            Target::Path(fd) => sys::remove_acl_fd(fd, acl, true),
+            Target::Name(dir, name) => sys::remove_acl_at_nofollow(dir, name, acl),
+            Target::Nothing => Ok(()),
+        }
+    }
+}
+
+/// The ACLs of a directory, through its fd. A directory is about one entry
+/// in a hundred, so it costs two `fgetxattr` calls per hundred entries.
+fn dir_acls(fd: BorrowedFd<'_>) -> io::Result<Acls> {
+    Ok(Acls {
+        access: sys::has_acl_fd(fd, Acl::Access)?,
+        default: sys::has_acl_fd(fd, Acl::Default)?,
+    })
 }
 
 /// The directory being listed.
@@ -216,17 +237,19 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Bring one inode to `want` and the app's owner, through `target`.
-    /// Order: narrow the mode to what both the old and the new mode allow,
-    /// change the owner (which drops setuid, setgid and file capabilities;
-    /// only the policy's bits are set back), then set the final mode.
-    // TODO(#8): POSIX ACLs (system.posix_acl_access) are left in place; the
-    // group bits we set act as their mask, but named entries are not removed.
+    /// Bring one inode to `want`, the app's owner and no POSIX ACL (`acl`:
+    /// those it has), through `target`. Order: narrow the mode to what both
+    /// the old and the new mode allow (with an ACL, this narrows its mask,
+    /// so named entries keep no more than before), remove the ACLs (the
+    /// group then gets the narrowed group bits), change the owner (which
+    /// drops setuid, setgid and file capabilities; only the policy's bits
+    /// are set back), then set the final mode.
     #[allow(clippy::too_many_arguments)]
     fn fix(
         &mut self,
         target: Target<'_>,
         st: &Stat,
+        acl: Acls,
         want: u32,
         path: &dyn Fn() -> Vec<u8>,
         kind: &'static str,
@@ -235,18 +258,27 @@ impl<'a> Worker<'a> {
     ) {
         let (uid, gid) = (self.ctx.layout.uid, self.ctx.layout.gid);
         let owner_ok = st.uid == uid && st.gid == gid;
-        if owner_ok && st.perm() == want && !created {
+        if owner_ok && st.perm() == want && !acl.any() && !created {
             return;
         }
         let mut pending = Vec::new();
         let privileged = self.ctx.privileged;
+        let euid = self.ctx.euid;
         if !privileged && !owner_ok {
             pending.push("owner");
-            if st.perm() != want && st.uid != self.ctx.euid {
-                pending.push("mode");
+            if st.uid != euid {
+                if st.perm() != want {
+                    pending.push("mode");
+                }
+                if acl.any() {
+                    pending.push("acl");
+                }
             }
         }
-        let applied = created || pending.is_empty() || (st.perm() != want && pending.len() == 1);
+        let applied = created
+            || pending.is_empty()
+            || (st.perm() != want && !pending.contains(&"mode"))
+            || (acl.any() && !pending.contains(&"acl"));
         // Build the listed entry only while under the cap (a fix pass over
         // millions of files must not allocate a path for each).
         let listed = self.out.wants_entry();
@@ -255,11 +287,12 @@ impl<'a> Worker<'a> {
             kind,
             class,
             created,
-            before: Some(owner_of(st)),
+            before: Some(owner_of(st, acl)),
             after: Owner {
                 uid,
                 gid,
                 mode: Mode(want),
+                acl: Acls::NONE,
             },
             pending,
         };
@@ -269,28 +302,39 @@ impl<'a> Worker<'a> {
             self.out.entry(e, applied, has_pending);
             return;
         }
-        let res = (|| -> io::Result<()> {
-            if owner_ok || !privileged {
-                if st.perm() != want && (owner_ok || st.uid == self.ctx.euid) {
-                    target.chmod(want)?;
+        // Without root, only the inode's owner may change its mode or ACLs.
+        if !(privileged || owner_ok || st.uid == euid) {
+            self.out.entry(e, applied, has_pending);
+            return;
+        }
+        let chown = privileged && !owner_ok;
+        let res = (|| -> Result<(), (&str, io::Error)> {
+            let chmod = |mode| target.chmod(mode).map_err(|e| ("set the mode", e));
+            let mut now = st.perm();
+            if chown || acl.any() {
+                // Before a chown, special bits go too (chown drops them).
+                let narrow = now & want & if chown { 0o777 } else { 0o7777 };
+                if narrow != now {
+                    chmod(narrow)?;
+                    now = narrow;
                 }
-                return Ok(());
             }
-            let narrow = st.perm() & want & 0o777;
-            if narrow != st.perm() {
-                target.chmod(narrow)?;
+            for a in acl.iter() {
+                target
+                    .remove_acl(a)
+                    .map_err(|e| ("remove the POSIX ACLs", e))?;
             }
-            target.chown(uid, gid)?;
-            if want != narrow {
-                target.chmod(want)?;
+            if chown {
+                target.chown(uid, gid).map_err(|e| ("set the owner", e))?;
+            }
+            if now != want {
+                chmod(want)?;
             }
             Ok(())
         })();
         match res {
             Ok(()) => self.out.entry(e, applied, has_pending),
-            Err(err) => self
-                .out
-                .fail(&path(), format!("cannot set owner and mode: {err}")),
+            Err((what, err)) => self.out.fail(&path(), format!("cannot {what}: {err}")),
         }
     }
 
@@ -403,6 +447,16 @@ impl<'a> Worker<'a> {
         }
         let layout = self.ctx.layout;
         let want = layout.dir_mode(class, node);
+        let acl = match dir_acls(fd.as_fd()) {
+            Ok(a) => a,
+            Err(e) => {
+                self.out
+                    .fail(&path, format!("cannot read the POSIX ACLs: {e}"));
+                Acls::NONE
+            }
+        };
+        // An ACL cannot open a frozen directory to an app: its named entries
+        // get at most the mask, which is the group bits checked here.
         let frozen = !self.ctx.dry_run
             && sys::fchmodat2_works()
             && (st.uid == 0 || st.uid == self.ctx.euid)
@@ -416,6 +470,7 @@ impl<'a> Worker<'a> {
             self.fix(
                 target,
                 &st,
+                acl,
                 want,
                 &|| path.clone(),
                 "dir",
@@ -451,6 +506,7 @@ impl<'a> Worker<'a> {
             self.fix(
                 Target::Dir(dir.as_fd()),
                 &st,
+                acl,
                 want,
                 &|| path.clone(),
                 "dir",
@@ -592,9 +648,10 @@ impl<'a> Worker<'a> {
     }
 
     /// A regular file. `st` comes from `held` (an `O_PATH` fd) when given,
-    /// else from `statx` relative to the directory; then the file is opened
-    /// only if it needs a change, and changed only if the fd holds the inode
-    /// just seen. Returns whether it needed a change.
+    /// else from `statx` relative to the directory, and its ACL from
+    /// `getxattrat` relative to the directory; then the file is opened only
+    /// if it needs a change, and changed only if the fd holds the inode just
+    /// seen. Returns whether it needed a change.
     fn file(&mut self, d: &Here<'_>, name: &CStr, st: Stat, held: Option<OwnedFd>) -> bool {
         let layout = self.ctx.layout;
         let path = || join(d.path, name.to_bytes());
@@ -602,17 +659,41 @@ impl<'a> Worker<'a> {
             return false;
         }
         let (want, label) = layout.file_mode(d.class, name.to_bytes());
-        if st.uid == layout.uid && st.gid == layout.gid && st.perm() == want {
+        // One more call per file: an ACL can hide in any of them. A name
+        // swapped since the statx can only make this answer stale; nothing
+        // is removed but through the checked fd (or a frozen name) below.
+        let acl = match sys::has_acl_at(d.fd.as_fd(), name, Acl::Access) {
+            Ok(access) => Acls {
+                access,
+                default: false,
+            },
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                self.out.refuse(
+                    &path(),
+                    "file",
+                    reason::VANISHED,
+                    "disappeared during the walk".to_owned(),
+                );
+                return false;
+            }
+            Err(e) => {
+                self.out
+                    .fail(&path(), format!("cannot read the POSIX ACLs: {e}"));
+                return false;
+            }
+        };
+        if st.uid == layout.uid && st.gid == layout.gid && st.perm() == want && !acl.any() {
             return false;
         }
         if self.ctx.dry_run {
-            self.fix(Target::Nothing, &st, want, &path, "file", label, false);
+            self.fix(Target::Nothing, &st, acl, want, &path, "file", label, false);
             return true;
         }
         if d.frozen && held.is_none() {
             self.fix(
                 Target::Name(d.fd.as_fd(), name),
                 &st,
+                acl,
                 want,
                 &path,
                 "file",
@@ -667,6 +748,7 @@ impl<'a> Worker<'a> {
         self.fix(
             Target::Path(fd.as_fd()),
             &now,
+            acl,
             want,
             &path,
             "file",
@@ -714,6 +796,7 @@ pub fn plan_created(ctx: &Ctx<'_>, out: &mut Partial, path: &[u8], node: usize) 
                 uid: layout.uid,
                 gid: layout.gid,
                 mode: Mode(layout.dir_mode(class, Some(node))),
+                acl: Acls::NONE,
             },
             pending,
         },

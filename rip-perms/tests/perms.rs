@@ -1249,3 +1249,221 @@ fn red_team_low_refused_layout_directory_is_an_error() {
     assert_eq!(ok["counts"]["errors"], 0);
     assert_eq!(reasons(&ok)["/home/app1/stray"], "PERMS_SYMLINK_ESCAPES");
 }
+
+// ------------------------------------------------------------ POSIX ACLs
+
+/// Run `setfacl ARGS PATH` (the real tool: the acl package, see
+/// `scripts/deps test`).
+fn setfacl(p: &Path, args: &[&str]) {
+    let out = Command::new("setfacl")
+        .args(args)
+        .arg(p)
+        .output()
+        .unwrap_or_else(|e| panic!("setfacl: {e} (install the acl package: scripts/deps test)"));
+    assert!(
+        out.status.success(),
+        "setfacl {args:?} {p:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `getfacl` of every entry under `p` (symlinks not followed) that has an
+/// ACL beyond its mode bits: empty when the mode bits are the whole truth.
+fn extended_acls(p: &Path) -> String {
+    let out = Command::new("getfacl")
+        .args(["--recursive", "--physical", "--absolute-names", "--numeric"])
+        .arg("--skip-base")
+        .arg(p)
+        .output()
+        .unwrap_or_else(|e| panic!("getfacl: {e} (install the acl package: scripts/deps test)"));
+    assert!(
+        out.status.success(),
+        "getfacl {p:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn entry_of<'a>(r: &'a Value, path: &str) -> &'a Value {
+    r["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == path)
+        .unwrap_or_else(|| panic!("no entry for {path}: {r:#}"))
+}
+
+/// An app tree where a compromised app1 shared its files with app2 through
+/// ACLs: on files whose mode is already right (a snapshot, where the mask
+/// `r--` left the named entry effective), on files whose mode is not, on
+/// its directories (access and default ACLs), and a root-restored tree.
+fn acl_tree(s: &Scratch) -> PathBuf {
+    let h = s.home("app1");
+    let other = format!("u:{APP2_UID}:r");
+    write(&h.join("data/db.sqlite"), 0o600, APP_UID);
+    setfacl(&h.join("data/db.sqlite"), &["-m", &other]);
+    write(&h.join("data/backups/snap.db"), 0o640, APP_UID);
+    setfacl(&h.join("data/backups/snap.db"), &["-m", &other]);
+    mkdir(&h.join("data/backups"), 0o2750, APP_UID);
+    mkdir(&h.join("data/restored"), 0o755, 0);
+    write(&h.join("data/restored/app.db"), 0o644, 0);
+    setfacl(
+        &h.join("data/restored/app.db"),
+        &["-m", &format!("u:{APP2_UID}:rw")],
+    );
+    mkdir(&h.join("data"), 0o710, APP_UID);
+    setfacl(&h.join("data"), &["-m", &format!("u:{APP2_UID}:x")]);
+    setfacl(&h.join("data"), &["-d", "-m", &format!("u:{APP2_UID}:rwx")]);
+    mkdir(&h, 0o710, APP_UID);
+    setfacl(&h, &["-m", &format!("u:{APP2_UID}:x")]);
+    mkdir(&h.join("bin"), 0o700, APP_UID);
+    h
+}
+
+/// TODO(#8) resolved: named ACL entries used to stay effective (chmod only
+/// set their mask); now every ACL under the tree is removed and reported.
+#[test]
+fn posix_acls_are_removed_and_reported() {
+    let s = Scratch::new("acl_removed");
+    let h = acl_tree(&s);
+    assert!(!extended_acls(&h).is_empty());
+
+    let r = one(&s.run(&["--verbose"], APP1_BACKUPS));
+
+    assert_eq!(extended_acls(&h), "", "ACLs left under the home");
+    for (rel, mode) in [
+        ("", 0o710),
+        ("data", 0o710),
+        ("data/db.sqlite", 0o600),
+        ("data/backups/snap.db", 0o640),
+        ("data/restored", 0o700),
+        ("data/restored/app.db", 0o600),
+    ] {
+        assert_eq!(meta(&h.join(rel)), (APP_UID, APP_UID, mode), "{rel:?}");
+    }
+    let snap = entry_of(&r, "/home/app1/data/backups/snap.db");
+    assert_eq!(
+        snap["before"],
+        serde_json::json!({"uid": APP_UID, "gid": APP_UID, "mode": "0640", "acl": ["access"]})
+    );
+    assert_eq!(
+        snap["after"],
+        serde_json::json!({"uid": APP_UID, "gid": APP_UID, "mode": "0640"})
+    );
+    assert_eq!(
+        entry_of(&r, "/home/app1/data")["before"]["acl"],
+        serde_json::json!(["access", "default"])
+    );
+    assert_eq!(
+        entry_of(&r, "/home/app1/data/restored/app.db")["before"],
+        serde_json::json!({"uid": 0, "gid": 0, "mode": "0664", "acl": ["access"]})
+    );
+    assert_eq!(
+        entry_of(&r, "/home/app1")["before"]["acl"],
+        serde_json::json!(["access"])
+    );
+    assert_eq!(r["counts"]["errors"], 0);
+}
+
+#[test]
+fn posix_acls_dry_run_reports_and_changes_nothing() {
+    let s = Scratch::new("acl_dry_run");
+    let h = acl_tree(&s);
+    let (acls, modes) = (extended_acls(&h), snapshot(&h));
+
+    let r = one(&s.run(&["--dry-run", "--verbose"], APP1_BACKUPS));
+
+    assert_eq!(extended_acls(&h), acls);
+    assert_eq!(snapshot(&h), modes);
+    assert_eq!(r["changed"], true);
+    let snap = entry_of(&r, "/home/app1/data/backups/snap.db");
+    assert_eq!(snap["before"]["acl"], serde_json::json!(["access"]));
+    assert_eq!(snap["after"].get("acl"), None);
+    assert_eq!(
+        entry_of(&r, "/home/app1/data")["before"]["acl"],
+        serde_json::json!(["access", "default"])
+    );
+}
+
+#[test]
+fn posix_acls_second_run_changes_nothing() {
+    let s = Scratch::new("acl_second_run");
+    let h = acl_tree(&s);
+    // A file created under the default ACL (by the app, umask 022) before
+    // the first run inherits named entries too.
+    fs::write(h.join("data/new.txt"), b"x").unwrap();
+    chown(&h.join("data/new.txt"), APP_UID);
+    assert!(extended_acls(&h.join("data/new.txt")).contains(&format!("user:{APP2_UID}:")));
+    one(&s.run(&[], APP1_BACKUPS));
+
+    let r = one(&s.run(&[], APP1_BACKUPS));
+
+    assert_eq!(r["changed"], false, "{r:#}");
+    assert_eq!(r["counts"]["changed"], 0);
+    assert_eq!(r["entries"], serde_json::json!([]));
+    assert_eq!(extended_acls(&h), "");
+}
+
+/// Symlinks are never followed: the ACLs of what they point to (a file and
+/// a directory outside the tree) stay, and so do those of a foreign hard
+/// link's inode.
+#[test]
+fn posix_acl_of_a_symlink_target_is_left_alone() {
+    let s = Scratch::new("acl_symlink_target");
+    let v = s.victims();
+    setfacl(&v.join("passwd"), &["-m", &format!("u:{APP_UID}:rw")]);
+    setfacl(&v.join("shadow"), &["-m", &format!("u:{APP_UID}:r")]);
+    setfacl(&v.join("sub"), &["-d", "-m", &format!("u:{APP_UID}:rwx")]);
+    let h = s.home("app1");
+    mkdir(&h.join("data"), 0o700, APP_UID);
+    chown(&h, APP_UID);
+    std::os::unix::fs::symlink(v.join("passwd"), h.join("data/passwd")).unwrap();
+    std::os::unix::fs::symlink(v.join("sub"), h.join("data/sub")).unwrap();
+    std::os::unix::fs::symlink("../../../../victims/passwd", h.join("data/rel")).unwrap();
+    fs::hard_link(v.join("shadow"), h.join("data/hardlink")).unwrap();
+    let (acls, modes) = (extended_acls(&v), snapshot(&v));
+    assert!(acls.contains("passwd") && acls.contains("sub"), "{acls}");
+
+    let r = one(&s.run(&[], r#"{"name":"app1"}"#));
+
+    assert_eq!(extended_acls(&v), acls, "an ACL outside the tree changed");
+    assert_unchanged(&modes, &snapshot(&v), "symlink targets");
+    let why = reasons(&r);
+    assert_eq!(why["/home/app1/data/passwd"], "PERMS_SYMLINK_ESCAPES");
+    assert_eq!(why["/home/app1/data/sub"], "PERMS_SYMLINK_ESCAPES");
+    assert_eq!(why["/home/app1/data/hardlink"], "PERMS_HARDLINK");
+}
+
+/// Without root, only the owner of an inode may remove its ACLs: those of
+/// the invoking user's files go, others' are reported pending.
+#[test]
+fn posix_acls_as_an_ordinary_user() {
+    let s = Scratch::new("acl_unprivileged");
+    let user = 60005;
+    for d in [&s.root, &s.root.join("home")] {
+        chown(d, user);
+    }
+    let h = s.home("app1");
+    write(&h.join("data/mine.db"), 0o600, user);
+    setfacl(&h.join("data/mine.db"), &["-m", &format!("u:{APP2_UID}:r")]);
+    write(&h.join("data/roots.db"), 0o600, 0);
+    setfacl(
+        &h.join("data/roots.db"),
+        &["-m", &format!("u:{APP2_UID}:r")],
+    );
+    chown(&h.join("data"), user);
+    chown(&h, user);
+
+    let r = one(&run_as(Some(user), &s.root, &[], r#"{"name":"app1"}"#));
+
+    assert_eq!(extended_acls(&h.join("data/mine.db")), "");
+    assert!(!extended_acls(&h.join("data/roots.db")).is_empty());
+    assert_eq!(
+        entry_of(&r, "/home/app1/data/mine.db")["pending"],
+        serde_json::json!(["owner"])
+    );
+    assert_eq!(
+        entry_of(&r, "/home/app1/data/roots.db")["pending"],
+        serde_json::json!(["owner", "mode", "acl"])
+    );
+}

@@ -236,14 +236,12 @@ pub fn members(field: &str) -> Vec<String> {
         .collect()
 }
 
-// TODO(#4): a root that has /etc/group but no /etc/gshadow (or passwd but
-// no shadow) gets a new gshadow/shadow holding only rip-user's entries,
-// which grpck/pwck then flag for the other accounts; shadow-utils instead
-// keeps such a root shadow-less. Debian always ships all four files.
-
 /// Owner and mode for a file that does not exist yet: what Debian's
 /// base-passwd and shadow ship (passwd/group root:root 0644; shadow and
 /// gshadow root:shadow 0640, or root:root 0600 without a `shadow` group).
+/// A shadow file is only ever created together with its passwd or group
+/// file; a root that has one without the other stays shadow-less (see
+/// `Db::shadowed_users`).
 pub fn default_meta(kind: Kind, shadow_gid: Option<u32>) -> Meta {
     match (kind.is_secret(), shadow_gid) {
         (false, _) => Meta {
@@ -264,7 +262,8 @@ pub fn default_meta(kind: Kind, shadow_gid: Option<u32>) -> Meta {
     }
 }
 
-fn unique_suffix() -> String {
+/// A name part no other writer in this process or another one picks.
+pub(crate) fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()

@@ -1,8 +1,9 @@
-//! Home directories and the backup user's `~/.ssh/authorized_keys`, done
-//! with directory file descriptors and `O_NOFOLLOW` so that a symlink
-//! planted by a home's low-privilege owner never redirects a root write;
-//! plus `--archive` and `--purge` for removed accounts.
+//! Home directories, filled from `/etc/skel` when new, and the backup
+//! user's `~/.ssh/authorized_keys`, done with directory file descriptors
+//! and `O_NOFOLLOW` so that a symlink planted by a home's low-privilege
+//! owner never redirects a root write; plus `--archive` and `--purge`.
 
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -11,10 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
+use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{openat, renameat, AtFlags, OFlag};
-use nix::sys::stat::{fchmod, fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
-use nix::unistd::{fchown, fsync, unlinkat, Gid, Uid, UnlinkatFlags};
+use nix::fcntl::{openat, readlinkat, renameat, renameat2, AtFlags, OFlag, RenameFlags};
+use nix::sys::stat::{fchmod, fstat, fstatat, futimens, mkdirat, FileStat, Mode, SFlag};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchown, fchownat, fsync, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use rip_core::Root;
 use serde::Serialize;
 
@@ -184,23 +187,368 @@ fn ensure_dir_at(
     Ok((fd, created, changes))
 }
 
-// TODO(#4): new homes start empty; /etc/skel is not copied (useradd -m
-// would), so `su - app` gets no .profile/.bashrc.
+/// A home after [`ensure_home`].
+#[derive(Debug)]
+pub struct Home {
+    /// The home, opened without following symlinks.
+    pub fd: OwnedFd,
+    /// Whether this call created it.
+    pub created: bool,
+    /// Changes made to an existing home.
+    pub changes: DirChanges,
+    /// What was copied from the skeleton into a new home.
+    pub skel: Option<SkelReport>,
+}
 
 /// Create the home `target` when missing (parents root-owned 0755), owned
-/// by `want` and with its mode; an existing home is only brought to
-/// `want` when `converge` is set. Returns its fd, whether it was created,
-/// and the changes.
-pub fn ensure_home(
-    root: &Root,
-    target: &str,
-    want: Want,
-    converge: bool,
-) -> anyhow::Result<(OwnedFd, bool, DirChanges)> {
+/// by `want`, with its mode and a copy of the skeleton (see [`copy_skel`]);
+/// an existing home is never filled, and only brought to `want` when
+/// `converge` is set.
+///
+/// A new home is built under a temporary name in the same directory while
+/// only root can enter it (0700, owned by the invoking user), handed to
+/// `want` and then renamed into place, so it appears whole or not at all
+/// and its owner never sees it half-filled.
+pub fn ensure_home(root: &Root, target: &str, want: Want, converge: bool) -> anyhow::Result<Home> {
     let (parent, name) = split(root, target)?;
     fs::create_dir_all(&parent).with_context(|| format!("cannot create {parent:?}"))?;
     let pfd = open_dir(None, &parent).with_context(|| format!("cannot open {parent:?}"))?;
-    ensure_dir_at(&pfd, &parent, &name, want, converge)
+    let path = parent.join(&name);
+    if lstat_at(&pfd, &name)
+        .with_context(|| format!("cannot stat {path:?}"))?
+        .is_some()
+    {
+        let (fd, _, changes) = ensure_dir_at(&pfd, &parent, &name, want, converge)?;
+        return Ok(Home {
+            fd,
+            created: false,
+            changes,
+            skel: None,
+        });
+    }
+
+    let tmp = PathBuf::from(format!(
+        ".{}.{}.rip-tmp",
+        name.display(),
+        crate::files::unique_suffix()
+    ));
+    let tmp_path = parent.join(&tmp);
+    mkdirat(Some(pfd.as_raw_fd()), &tmp, Mode::from_bits_truncate(0o700))
+        .with_context(|| format!("cannot create {tmp_path:?}"))?;
+    let built = (|| -> anyhow::Result<(OwnedFd, SkelReport)> {
+        let fd = open_dir(Some(&pfd), &tmp).with_context(|| format!("cannot open {tmp_path:?}"))?;
+        let skel = copy_skel(root, Some(&fd), (want.uid, want.gid))?;
+        converge_fd(&fd, &path, want)?;
+        rename_new(&pfd, &tmp, &name).with_context(|| {
+            format!("cannot rename {tmp_path:?} to {path:?} (did it appear meanwhile?)")
+        })?;
+        fsync(pfd.as_raw_fd()).with_context(|| format!("cannot fsync {parent:?}"))?;
+        Ok((fd, skel))
+    })();
+    match built {
+        Ok((fd, skel)) => Ok(Home {
+            fd,
+            created: true,
+            changes: Vec::new(),
+            skel: Some(skel),
+        }),
+        Err(e) => {
+            // Nothing outside the temporary directory was touched.
+            let _ = fs::remove_dir_all(&tmp_path);
+            Err(e)
+        }
+    }
+}
+
+/// Rename `from` to `to` in `dir`, never replacing an existing `to`.
+fn rename_new(dir: &OwnedFd, from: &Path, to: &Path) -> nix::Result<()> {
+    let fd = Some(dir.as_raw_fd());
+    match renameat2(fd, from, fd, to, RenameFlags::RENAME_NOREPLACE) {
+        // A file system without RENAME_NOREPLACE: a plain rename replaces
+        // at most an empty directory, and only root can make one here.
+        Err(Errno::EINVAL) if matches!(lstat_at(dir, to), Ok(None)) => renameat(fd, from, fd, to),
+        other => other,
+    }
+}
+
+/// Where a new home's first files come from, as with `useradd -m`.
+pub const SKEL: &str = "/etc/skel";
+/// Skeleton directories nested deeper than this are left out.
+const SKEL_MAX_DEPTH: usize = 16;
+
+/// A skeleton entry that was not copied, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkelSkip {
+    /// Path relative to the skeleton (`.` for the skeleton itself).
+    pub path: String,
+    /// Why it was left out.
+    pub reason: String,
+}
+
+/// What copying the skeleton into a new home did, or would do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkelReport {
+    /// The skeleton on the target system: `/etc/skel`.
+    pub source: String,
+    /// Whether it exists as a directory.
+    pub found: bool,
+    /// Entries copied (files, directories, symlinks), relative to the home.
+    pub copied: Vec<String>,
+    /// Entries left out.
+    pub skipped: Vec<SkelSkip>,
+}
+
+/// Copy `<root>/etc/skel` into the new home `home`, or with `None` only
+/// look at what would be copied (for the plan; a skeleton that cannot be
+/// read is an error either way). Entries get `owner`; files keep their
+/// owner bits and times and lose every group, other, setuid, setgid and
+/// sticky bit, directories become 0700: the mode rip-perms gives files
+/// outside `bin/`, `data/` and the backups directory. Symlinks are copied
+/// as symlinks, never followed. Left out: `.ssh` (who may log in is not a
+/// skeleton's call), special files (fifos, sockets, devices), and anything
+/// nested deeper than 16 directories. ACLs and extended attributes are not
+/// copied: they could open the files to others.
+pub fn copy_skel(
+    root: &Root,
+    home: Option<&OwnedFd>,
+    owner: (u32, u32),
+) -> anyhow::Result<SkelReport> {
+    let mut report = SkelReport {
+        source: SKEL.to_owned(),
+        found: false,
+        copied: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let (parent, name) = split(root, SKEL)?;
+    let skel = parent.join(&name);
+    let not_dir = |why: &str| SkelSkip {
+        path: ".".to_owned(),
+        reason: format!("{SKEL} {why}; nothing copied"),
+    };
+    let pfd = match open_dir(None, &parent) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(report),
+        Err(Errno::ELOOP | Errno::ENOTDIR) => {
+            report.skipped.push(not_dir("lies in a symlink or a file"));
+            return Ok(report);
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot open {parent:?}")),
+    };
+    let sfd = match lstat_at(&pfd, &name).with_context(|| format!("cannot stat {skel:?}"))? {
+        None => return Ok(report),
+        Some(st) if kind_of(&st) == SFlag::S_IFLNK => {
+            report.skipped.push(not_dir("is a symlink, not followed"));
+            return Ok(report);
+        }
+        Some(st) if kind_of(&st) != SFlag::S_IFDIR => {
+            report.skipped.push(not_dir("is not a directory"));
+            return Ok(report);
+        }
+        Some(_) => open_dir(Some(&pfd), &name).with_context(|| format!("cannot open {skel:?}"))?,
+    };
+    report.found = true;
+    let mut walk = SkelWalk {
+        owner,
+        report: &mut report,
+    };
+    walk.dir(&sfd, &skel, home, Path::new(""), 0)?;
+    Ok(report)
+}
+
+/// One walk over the skeleton.
+struct SkelWalk<'a> {
+    owner: (u32, u32),
+    report: &'a mut SkelReport,
+}
+
+impl SkelWalk<'_> {
+    fn skip(&mut self, rel: &Path, reason: impl Into<String>) {
+        self.report.skipped.push(SkelSkip {
+            path: rel.display().to_string(),
+            reason: reason.into(),
+        });
+    }
+
+    /// Copy the entries of the skeleton directory `src` (at `src_path`,
+    /// `rel` below the skeleton) into `dst`, in name order.
+    fn dir(
+        &mut self,
+        src: &OwnedFd,
+        src_path: &Path,
+        dst: Option<&OwnedFd>,
+        rel: &Path,
+        depth: usize,
+    ) -> anyhow::Result<()> {
+        for name in dir_names(src).with_context(|| format!("cannot list {src_path:?}"))? {
+            let name = Path::new(&name);
+            let (from, rel) = (src_path.join(name), rel.join(name));
+            if depth == 0 && name == Path::new(".ssh") {
+                self.skip(
+                    &rel,
+                    "who may log in over SSH is not the skeleton's to decide; never copied",
+                );
+                continue;
+            }
+            let Some(st) = lstat_at(src, name).with_context(|| format!("cannot stat {from:?}"))?
+            else {
+                continue;
+            };
+            match st.st_mode & libc::S_IFMT {
+                libc::S_IFREG => self.file(src, &from, name, dst)?,
+                libc::S_IFLNK => self.link(src, &from, name, dst)?,
+                libc::S_IFDIR if depth >= SKEL_MAX_DEPTH => {
+                    let why = format!("nested deeper than {SKEL_MAX_DEPTH} directories");
+                    self.skip(&rel, why);
+                    continue;
+                }
+                libc::S_IFDIR => {
+                    let sub = open_dir(Some(src), name).with_context(|| {
+                        format!("cannot open {from:?} (replaced by a symlink meanwhile?)")
+                    })?;
+                    let copy = match dst {
+                        Some(dst) => Some(self.new_dir(dst, name, &from)?),
+                        None => None,
+                    };
+                    self.report.copied.push(rel.display().to_string());
+                    self.dir(&sub, &from, copy.as_ref(), &rel, depth + 1)?;
+                    if let Some(copy) = &copy {
+                        keep_times(copy, &st).with_context(|| {
+                            format!("cannot set the times of the copy of {from:?}")
+                        })?;
+                    }
+                    continue;
+                }
+                _ => {
+                    let why = "a special file (fifo, socket or device) is never copied";
+                    self.skip(&rel, why);
+                    continue;
+                }
+            }
+            self.report.copied.push(rel.display().to_string());
+        }
+        Ok(())
+    }
+
+    /// Copy the symlink `name` of `src` into `dst` as a symlink to the
+    /// same target, owned by the owner.
+    fn link(
+        &mut self,
+        src: &OwnedFd,
+        from: &Path,
+        name: &Path,
+        dst: Option<&OwnedFd>,
+    ) -> anyhow::Result<()> {
+        let target = readlinkat(Some(src.as_raw_fd()), name)
+            .with_context(|| format!("cannot read the symlink {from:?}"))?;
+        let Some(dst) = dst else { return Ok(()) };
+        symlinkat(&*target, Some(dst.as_raw_fd()), name)
+            .with_context(|| format!("cannot copy the symlink {from:?}"))?;
+        if is_root() {
+            fchownat(
+                Some(dst.as_raw_fd()),
+                name,
+                Some(Uid::from_raw(self.owner.0)),
+                Some(Gid::from_raw(self.owner.1)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .with_context(|| format!("cannot chown the copy of {from:?}"))?;
+        }
+        Ok(())
+    }
+
+    /// Copy the regular file `name` of `src` into `dst` (only check that it
+    /// can be read when `dst` is None).
+    fn file(
+        &mut self,
+        src: &OwnedFd,
+        from: &Path,
+        name: &Path,
+        dst: Option<&OwnedFd>,
+    ) -> anyhow::Result<()> {
+        // O_NONBLOCK: a file swapped for a fifo meanwhile must not hang us.
+        let sfd = open_at(
+            Some(src),
+            name,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        )
+        .with_context(|| format!("cannot open {from:?}"))?;
+        let st = fstat(sfd.as_raw_fd()).with_context(|| format!("cannot stat {from:?}"))?;
+        if kind_of(&st) != SFlag::S_IFREG {
+            bail!("{from:?} changed while being copied; run again");
+        }
+        let Some(dst) = dst else { return Ok(()) };
+        let dfd = open_at(
+            Some(dst),
+            name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+            Mode::from_bits_truncate(0o600),
+        )
+        .with_context(|| format!("cannot create the copy of {from:?}"))?;
+        if is_root() {
+            fchown(
+                dfd.as_raw_fd(),
+                Some(Uid::from_raw(self.owner.0)),
+                Some(Gid::from_raw(self.owner.1)),
+            )
+            .with_context(|| format!("cannot chown the copy of {from:?}"))?;
+        }
+        let mut out = File::from(dfd);
+        std::io::copy(&mut File::from(sfd), &mut out)
+            .with_context(|| format!("cannot copy {from:?}"))?;
+        fchmod(
+            out.as_raw_fd(),
+            Mode::from_bits_truncate(st.st_mode & 0o700),
+        )
+        .with_context(|| format!("cannot chmod the copy of {from:?}"))?;
+        let out = OwnedFd::from(out);
+        keep_times(&out, &st)
+            .with_context(|| format!("cannot set the times of the copy of {from:?}"))
+    }
+
+    /// Make the directory `name` in `dst`: 0700, owned by the owner.
+    fn new_dir(&mut self, dst: &OwnedFd, name: &Path, from: &Path) -> anyhow::Result<OwnedFd> {
+        mkdirat(Some(dst.as_raw_fd()), name, Mode::from_bits_truncate(0o700))
+            .with_context(|| format!("cannot create the copy of {from:?}"))?;
+        let fd = open_dir(Some(dst), name)
+            .with_context(|| format!("cannot open the copy of {from:?}"))?;
+        if is_root() {
+            fchown(
+                fd.as_raw_fd(),
+                Some(Uid::from_raw(self.owner.0)),
+                Some(Gid::from_raw(self.owner.1)),
+            )
+            .with_context(|| format!("cannot chown the copy of {from:?}"))?;
+        }
+        fchmod(fd.as_raw_fd(), Mode::from_bits_truncate(0o700))
+            .with_context(|| format!("cannot chmod the copy of {from:?}"))?;
+        Ok(fd)
+    }
+}
+
+/// The names in the open directory `dir`, sorted, without `.` and `..`.
+fn dir_names(dir: &OwnedFd) -> anyhow::Result<Vec<OsString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut d = Dir::from(dir.try_clone()?)?;
+    let mut names = Vec::new();
+    for entry in d.iter() {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(std::ffi::OsStr::from_bytes(&name).to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Give `fd` the access and modification times of `st`, as `useradd -m`
+/// keeps them on the copies.
+fn keep_times(fd: &OwnedFd, st: &FileStat) -> nix::Result<()> {
+    futimens(
+        fd.as_raw_fd(),
+        &TimeSpec::new(st.st_atime, st.st_atime_nsec),
+        &TimeSpec::new(st.st_mtime, st.st_mtime_nsec),
+    )
 }
 
 /// What `authorized_keys` holds.
@@ -469,19 +817,33 @@ mod tests {
             mode: 0o710,
         };
 
-        let (_, created, _) = ensure_home(&root, "/home/app1", want, false).unwrap();
+        let first = ensure_home(&root, "/home/app1", want, false).unwrap();
         fs::set_permissions(
             dir.path().join("home/app1"),
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
-        let (_, again, changes) = ensure_home(&root, "/home/app1", want, false).unwrap();
+        let again = ensure_home(&root, "/home/app1", want, false).unwrap();
 
-        assert!(created && !again && changes.is_empty());
+        assert!(first.created && !again.created && again.changes.is_empty());
+        assert!(again.skel.is_none());
         assert_eq!(
             inspect_dir(&root, "/home/app1").unwrap().unwrap().mode,
             "0755"
         );
+    }
+
+    #[test]
+    fn issue4_a_new_home_never_replaces_one_that_appeared_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("tmp")).unwrap();
+        fs::create_dir(dir.path().join("home")).unwrap();
+        let fd = open_dir(None, dir.path()).unwrap();
+
+        let e = rename_new(&fd, Path::new("tmp"), Path::new("home")).unwrap_err();
+
+        assert_eq!(e, Errno::EEXIST);
+        assert!(dir.path().join("tmp").is_dir());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use nix::unistd::Uid;
 use rip_core::{Exit, Record};
 use serde::Serialize;
 
-use crate::home::{Found, KeysSeen};
+use crate::home::{Found, KeysSeen, SkelReport};
 use crate::logindefs::IdRanges;
 use crate::plan::{Change, Db, GroupReport, State, UserReport};
 use crate::procs::Stale;
@@ -68,6 +68,9 @@ pub struct HomeReport {
     /// Changes made to an existing directory.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<Change>,
+    /// What a new home got from the skeleton (`/etc/skel`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skel: Option<SkelReport>,
 }
 
 /// The backup user's `authorized_keys`.
@@ -300,6 +303,7 @@ impl Session<'_> {
             ownership: self.ownership,
             archive: None,
             changes: Vec::new(),
+            skel: None,
         }
     }
 
@@ -452,6 +456,23 @@ impl Session<'_> {
     /// do to each is settled, so that --dry-run reports it too.
     fn inspect_homes(&mut self, plans: &mut [Option<AppPlan>], backup: Option<&mut BackupPlan>) {
         let args = self.args;
+        // What a new home would get from the skeleton; one that cannot be
+        // read is refused now rather than after the account files changed.
+        let mut skel_plan = None;
+        let mut skel = |refusals: &mut Vec<String>| -> Option<SkelReport> {
+            let planned =
+                skel_plan.get_or_insert_with(|| home::copy_skel(&self.root, None, (0, 0)));
+            match planned {
+                Ok(report) => Some(report.clone()),
+                Err(e) => {
+                    let msg = format!("skeleton {:?} for new homes: {e:#}", home::SKEL);
+                    if !refusals.contains(&msg) {
+                        refusals.push(msg);
+                    }
+                    None
+                }
+            }
+        };
         for (r, p) in self.records.iter().zip(plans.iter_mut()) {
             let Some(p) = p else { continue };
             let found = match home::inspect_dir(&self.root, &p.home.path) {
@@ -478,6 +499,7 @@ impl Session<'_> {
                 }
             } else if found.is_none() {
                 p.home.state = "created";
+                p.home.skel = skel(&mut self.refusals);
                 p.home.found = Some(Found {
                     mode: format!("{:04o}", home_mode(r)),
                     uid: p.user.uid.unwrap_or(0),
@@ -501,7 +523,10 @@ impl Session<'_> {
                 bp.home.changes = changes_of(home::planned_changes(&f, want));
                 bp.home.found = Some(f);
             }
-            Ok(None) => bp.home.state = "created",
+            Ok(None) => {
+                bp.home.state = "created";
+                bp.home.skel = skel(&mut self.refusals);
+            }
             Err(e) => self.refusals.push(format!("backup user {b:?}: {e:#}")),
         }
         match home::precheck_ssh(&self.root, &self.opts.backup_home) {
@@ -601,23 +626,22 @@ impl Session<'_> {
                     gid: p.user.gid.unwrap_or(0),
                     mode: home_mode(r),
                 };
-                home::ensure_home(&self.root, &p.home.path, want, false)?;
+                let made = home::ensure_home(&self.root, &p.home.path, want, false)?;
+                p.home.skel = made.skel;
             }
         }
 
         let Some(bp) = backup else { return Ok(()) };
         let want = backup_home_want(bp);
-        let (hfd, created, changes) =
-            home::ensure_home(&self.root, &self.opts.backup_home, want, true)?;
-        bp.home.changes = if created {
-            Vec::new()
-        } else {
-            changes_of(changes)
-        };
+        let made = home::ensure_home(&self.root, &self.opts.backup_home, want, true)?;
+        bp.home.changes = changes_of(made.changes);
+        if made.created {
+            bp.home.skel = made.skel;
+        }
         if let Some(line) = self.key_line() {
             let host = self.root.join(&self.opts.backup_home);
             let (changed, ssh_changes) =
-                home::install_keys(&hfd, &host, line.as_bytes(), (want.uid, want.gid))?;
+                home::install_keys(&made.fd, &host, line.as_bytes(), (want.uid, want.gid))?;
             bp.home.changes.extend(prefixed(".ssh", ssh_changes));
             bp.keys_state = match (changed, bp.ssh.keys.is_some()) {
                 (false, _) => "unchanged",

@@ -258,6 +258,19 @@ impl Db {
         })
     }
 
+    /// Whether user passwords live in `/etc/shadow`: it exists, or
+    /// `/etc/passwd` does not either (a fresh root gets all four files, as
+    /// Debian ships them). A root with passwd but no shadow stays
+    /// shadow-less, as `useradd` keeps it: the lock `!` goes into passwd.
+    pub fn shadowed_users(&self) -> bool {
+        self.shadow.meta.is_some() || self.passwd.meta.is_none()
+    }
+
+    /// The same for groups: `/etc/gshadow` exists, or `/etc/group` does not.
+    pub fn shadowed_groups(&self) -> bool {
+        self.gshadow.meta.is_some() || self.group.meta.is_none()
+    }
+
     /// Every uid in use.
     pub fn uids(&self) -> BTreeSet<u32> {
         self.passwd
@@ -624,10 +637,13 @@ impl Db {
             gid: Some(gid),
             ..Default::default()
         };
+        let shadowed_groups = self.shadowed_groups();
         if group.is_none() {
+            // Without gshadow, useradd locks the group in /etc/group itself.
+            let password = if shadowed_groups { "x" } else { "!" };
             self.group.append(vec![
                 want.group.clone(),
-                "x".into(),
+                password.into(),
                 gid.to_string(),
                 String::new(),
             ]);
@@ -636,6 +652,7 @@ impl Db {
             g_rep.adopted = true;
         }
         match self.gshadow.get_mut(&want.group) {
+            _ if !shadowed_groups => {}
             Some(f) if group.is_none() => {
                 // A locked leftover without its /etc/group line: reuse it.
                 *f = vec![want.group.clone(), "!".into(), String::new(), String::new()];
@@ -664,25 +681,36 @@ impl Db {
             shell: Some(want.shell.clone()),
             ..Default::default()
         };
+        let shadowed_users = self.shadowed_users();
         match user {
             None => {
+                // Without shadow, useradd locks the user in /etc/passwd.
+                let password = if shadowed_users { "x" } else { "!" };
                 self.passwd.append(vec![
                     want.user.clone(),
-                    "x".into(),
+                    password.into(),
                     uid.to_string(),
                     gid.to_string(),
                     want.gecos.clone(),
                     want.home.clone(),
                     want.shell.clone(),
                 ]);
-                self.shadow.remove(&want.user);
-                self.shadow.append(shadow_entry(&want.user, today));
+                if shadowed_users {
+                    self.shadow.remove(&want.user);
+                    self.shadow.append(shadow_entry(&want.user, today));
+                }
                 u_rep.state = State::Created;
             }
             Some(old) => {
                 u_rep.adopted = want.enforce_gecos && old[4] != want.gecos;
                 let mut fields = old.clone();
-                if fields[1] != "x" {
+                if !shadowed_users {
+                    // The hash lives here: lock it as `usermod -L` does.
+                    if !is_locked(&fields[1]) {
+                        fields[1] = format!("!{}", fields[1]);
+                        u_rep.changes.push(change("password", "usable", "locked"));
+                    }
+                } else if fields[1] != "x" {
                     u_rep.changes.push(change("passwd_password", "set", "x"));
                     fields[1] = "x".into();
                 }
@@ -716,6 +744,7 @@ impl Db {
                     *f = fields;
                 }
                 match self.shadow.get_mut(&want.user) {
+                    _ if !shadowed_users => {}
                     None => {
                         self.shadow.append(shadow_entry(&want.user, today));
                         u_rep.changes.push(change("shadow", Value::Null, "!"));
@@ -870,6 +899,20 @@ mod tests {
         }
     }
 
+    /// A root whose passwd and group exist on disk but shadow and gshadow
+    /// do not.
+    fn shadowless(passwd: &str, group: &str) -> Db {
+        let mut d = db(passwd, group, "", "");
+        let meta = Some(crate::files::Meta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        });
+        d.passwd.meta = meta;
+        d.group.meta = meta;
+        d
+    }
+
     fn want(name: &str) -> Want {
         Want {
             user: name.into(),
@@ -919,6 +962,42 @@ mod tests {
             .ends_with("app1:x:999:999:rip app app1:/home/app1:/bin/bash\n"));
         assert_eq!(d.shadow.render(), b"app1:!:20000::::::\n");
         assert_eq!(d.gshadow.render(), b"app1:!::\n");
+    }
+
+    #[test]
+    fn issue4_shadowless_root_stays_shadowless_like_useradd() {
+        let mut d = shadowless(ROOT, "root:x:0:\n");
+
+        let (u, g) = d
+            .ensure(&IdRanges::default(), &want("app1"), 20000)
+            .unwrap();
+
+        assert_eq!((u.state, g.state), (State::Created, State::Created));
+        assert!(String::from_utf8(d.passwd.render())
+            .unwrap()
+            .ends_with("app1:!:999:999:rip app app1:/home/app1:/bin/bash\n"));
+        assert_eq!(d.group.render(), b"root:x:0:\napp1:!:999:\n");
+        assert!(d.shadow.render().is_empty() && d.gshadow.render().is_empty());
+    }
+
+    #[test]
+    fn issue4_shadowless_root_locks_the_hash_in_passwd() {
+        let mut d = shadowless(
+            "app1:$6$hash:990:990::/home/app1:/bin/bash\n",
+            "app1:!:990:\n",
+        );
+        let mut w = want("app1");
+        w.adopt_unmarked = true;
+
+        let (u, g) = d.ensure(&IdRanges::default(), &w, 1).unwrap();
+        let again = d.ensure(&IdRanges::default(), &w, 1).unwrap().0;
+
+        assert_eq!(d.passwd.get("app1").unwrap()[1], "!$6$hash");
+        let fields: Vec<&str> = u.changes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, ["password", "gecos"]);
+        assert_eq!(g.state, State::Unchanged, "no gshadow entry is added");
+        assert!(d.shadow.render().is_empty() && d.gshadow.render().is_empty());
+        assert_eq!(again.state, State::Unchanged);
     }
 
     #[test]

@@ -194,15 +194,22 @@ impl Root {
     }
 
     /// pwck and grpck in read-only, errors-only mode on the root's files.
+    /// In a root without shadow (or gshadow) they check it chrooted, as
+    /// given only the passwd file they would pair it with the host's
+    /// /etc/shadow.
     fn assert_clean(&self) {
         for (tool, a, b) in [
             ("pwck", "etc/passwd", "etc/shadow"),
             ("grpck", "etc/group", "etc/gshadow"),
         ] {
-            let o = Command::new(tool)
-                .args(["-r", "-q"])
-                .arg(self.path(a))
-                .arg(self.path(b))
+            let mut cmd = Command::new(tool);
+            cmd.args(["-r", "-q"]);
+            if self.path(b).exists() {
+                cmd.arg(self.path(a)).arg(self.path(b));
+            } else {
+                cmd.arg("-R").arg(&self.dir);
+            }
+            let o = cmd
                 .output()
                 .unwrap_or_else(|e| panic!("{tool} is required (package passwd): {e}"));
             assert!(
@@ -225,53 +232,125 @@ const FLEET: &str = r#"{"name":"app1","backups":{"enabled":true}}
 {"name":"app3"}
 "#;
 
-#[test]
-fn creates_accounts_exactly_as_useradd_r_does() {
-    let ours = Root::debian("useradd_ours");
-    let theirs = Root::debian("useradd_theirs");
+/// Every account file and its `-` backup, for comparing two roots.
+const ACCOUNT_FILES: [&str; 8] = [
+    "etc/passwd",
+    "etc/group",
+    "etc/shadow",
+    "etc/gshadow",
+    "etc/passwd-",
+    "etc/group-",
+    "etc/shadow-",
+    "etc/gshadow-",
+];
 
-    ours.ok(&[], &app("app1", ""));
-    let o = Command::new("useradd")
-        .arg("--prefix")
-        .arg(&theirs.dir)
-        .args([
-            "-r",
-            "-M",
-            "-d",
-            "/home/app1",
-            "-s",
-            "/bin/bash",
-            "-c",
-            "rip app app1",
-            "app1",
-        ])
-        .output()
-        .expect("useradd (package passwd) is required");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-
-    for f in [
-        "etc/passwd",
-        "etc/group",
-        "etc/shadow",
-        "etc/gshadow",
-        "etc/passwd-",
-        "etc/shadow-",
-    ] {
-        assert_eq!(ours.read(f), theirs.read(f), "{f} differs from useradd's");
+/// Whether each account file of `ours` is what `theirs` holds: present or
+/// absent alike, same bytes, owner and mode.
+fn assert_same_account_files(ours: &Root, theirs: &Root, case: &str) {
+    for f in ACCOUNT_FILES {
         let (a, b) = (
-            fs::metadata(ours.path(f)).unwrap(),
-            fs::metadata(theirs.path(f)).unwrap(),
+            fs::metadata(ours.path(f)).ok(),
+            fs::metadata(theirs.path(f)).ok(),
+        );
+        assert_eq!(
+            a.is_some(),
+            b.is_some(),
+            "{case}: {f} exists in one root only (useradd's: {})",
+            b.is_some()
+        );
+        let (Some(a), Some(b)) = (a, b) else { continue };
+        assert_eq!(
+            ours.read(f),
+            theirs.read(f),
+            "{case}: {f} differs from useradd's"
         );
         assert_eq!(
             (a.mode(), a.uid(), a.gid()),
             (b.mode(), b.uid(), b.gid()),
-            "{f} owner/mode"
+            "{case}: {f} owner/mode"
         );
     }
-    assert!(
-        ours.read("etc/shadow").contains("\napp1:!:"),
-        "shadow entry must be locked"
-    );
+}
+
+fn useradd_r(root: &Root, name: &str) {
+    let o = Command::new("useradd")
+        .arg("--prefix")
+        .arg(&root.dir)
+        .args([
+            "-r",
+            "-M",
+            "-d",
+            &format!("/home/{name}"),
+            "-s",
+            "/bin/bash",
+        ])
+        .args(["-c", &format!("rip app {name}"), name])
+        .output()
+        .expect("useradd (package passwd) is required");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// See: #4. Also in roots that have passwd without shadow or group
+/// without gshadow, where useradd creates no shadow file and puts the lock
+/// `!` into passwd or group instead.
+#[test]
+fn creates_accounts_exactly_as_useradd_r_does() {
+    let cases: [(&str, &[&str]); 4] = [
+        ("debian", &[]),
+        ("no_shadow", &["etc/shadow"]),
+        ("no_gshadow", &["etc/gshadow"]),
+        ("no_shadow_files", &["etc/shadow", "etc/gshadow"]),
+    ];
+    for (case, missing) in cases {
+        let ours = Root::debian(&format!("useradd_{case}_ours"));
+        let theirs = Root::debian(&format!("useradd_{case}_theirs"));
+        for f in missing {
+            fs::remove_file(ours.path(f)).unwrap();
+            fs::remove_file(theirs.path(f)).unwrap();
+        }
+
+        ours.ok(&[], &app("app1", ""));
+        useradd_r(&theirs, "app1");
+        let before = ours.snapshot();
+        let again = ours.ok(&[], &app("app1", ""));
+
+        assert_same_account_files(&ours, &theirs, case);
+        assert_eq!(again.app("app1")["changed"], false, "{case}");
+        assert_eq!(before, ours.snapshot(), "{case}: second run wrote");
+        let locked = if missing.contains(&"etc/shadow") {
+            ours.read("etc/passwd").contains("\napp1:!:")
+        } else {
+            ours.read("etc/shadow").contains("\napp1:!:")
+        };
+        assert!(locked, "{case}: the app user must be locked");
+        ours.assert_clean();
+    }
+}
+
+/// See: #4. Removal from a shadow-less root matches `userdel`, and
+/// leaves it shadow-less.
+#[test]
+fn issue4_removes_from_a_shadowless_root_like_userdel() {
+    let ours = Root::debian("userdel_ours");
+    let theirs = Root::debian("userdel_theirs");
+    for r in [&ours, &theirs] {
+        fs::remove_file(r.path("etc/shadow")).unwrap();
+        fs::remove_file(r.path("etc/gshadow")).unwrap();
+    }
+    ours.ok(&[], &app("app1", ""));
+    useradd_r(&theirs, "app1");
+
+    ours.ok(&["--remove"], &app("app1", ""));
+    let o = Command::new("userdel")
+        .arg("--prefix")
+        .arg(&theirs.dir)
+        .arg("app1")
+        .output()
+        .expect("userdel (package passwd) is required");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    assert_same_account_files(&ours, &theirs, "remove");
+    assert_eq!(ours.read("etc/passwd"), PASSWD);
     ours.assert_clean();
 }
 
@@ -1388,4 +1467,177 @@ fn low4_private_key_as_backup_key_is_named() {
     );
     assert!(!run.stderr.contains("lines"), "{}", run.stderr);
     assert_eq!(before, r.snapshot());
+}
+
+/// One entry of a tree: kind, contents (or link target), mode, owner, mtime.
+type Entry = (char, Vec<u8>, u32, (u32, u32), i64);
+
+/// Every entry under `dir`, by path relative to it, never following links.
+fn tree(dir: &Path) -> BTreeMap<String, Entry> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            let (kind, body) = if m.file_type().is_symlink() {
+                (
+                    'l',
+                    fs::read_link(&p)
+                        .unwrap()
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                )
+            } else if m.is_dir() {
+                stack.push(p.clone());
+                ('d', Vec::new())
+            } else if m.is_file() {
+                ('f', fs::read(&p).unwrap())
+            } else {
+                ('s', Vec::new())
+            };
+            let mtime = if m.is_dir() { 0 } else { m.mtime() };
+            out.insert(
+                rel,
+                (kind, body, m.mode() & 0o7777, (m.uid(), m.gid()), mtime),
+            );
+        }
+    }
+    out
+}
+
+/// A skeleton with what a careless one might hold: loose, setuid and
+/// setgid modes, nested directories, links in and out, a hard link, a
+/// fifo and an SSH key.
+fn make_skel(r: &Root) {
+    r.write("etc/skel/.profile", "profile\n", 0o644);
+    r.write("etc/skel/.bashrc", "bashrc\n", 0o600);
+    r.write("etc/skel/tools/hello", "#!/bin/sh\necho hi\n", 0o4755);
+    fs::set_permissions(r.path("etc/skel/tools"), fs::Permissions::from_mode(0o2775)).unwrap();
+    r.write("etc/skel/.config/app/settings", "x=1\n", 0o640);
+    r.write("etc/skel/.ssh/authorized_keys", KEY, 0o600);
+    std::os::unix::fs::symlink("/etc/shadow", r.path("etc/skel/shadow-link")).unwrap();
+    std::os::unix::fs::symlink(".profile", r.path("etc/skel/.bash_profile")).unwrap();
+    fs::hard_link(r.path("etc/skel/.profile"), r.path("etc/skel/profile-hard")).unwrap();
+    nix::unistd::mkfifo(
+        &r.path("etc/skel/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+}
+
+/// See: #4. A new home starts with the root's /etc/skel, the same
+/// names, contents, links and times as `useradd -m` copies, except what
+/// the home's policy forbids: every copy is the app's, files keep only
+/// their owner bits, directories are 0700, and `.ssh` and special files
+/// stay out. An existing home is never filled again.
+#[test]
+fn issue4_new_home_gets_the_skeleton_like_useradd_m() {
+    let ours = Root::debian("skel_ours");
+    let theirs = Root::debian("skel_theirs");
+    make_skel(&ours);
+    make_skel(&theirs);
+    let o = Command::new("useradd")
+        .arg("--prefix")
+        .arg(&theirs.dir)
+        // Debian 12's useradd --prefix copies the host's /etc/skel unless
+        // told which one; ours reads the root's.
+        .arg("-k")
+        .arg(theirs.path("etc/skel"))
+        .args(["-r", "-m", "-d", "/home/app1", "-s", "/bin/bash", "app1"])
+        .output()
+        .expect("useradd (package passwd) is required");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let dry = ours.ok(&["--dry-run"], FLEET);
+    let run = ours.ok(&[], FLEET);
+
+    // Same entries as useradd's copy, less what the policy keeps out.
+    let skel = &run.app("app1")["home"]["skel"];
+    assert_eq!(skel, &dry.app("app1")["home"]["skel"], "dry run disagrees");
+    let left_out: Vec<&str> = skel["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(left_out, [".ssh", "fifo"], "{skel}");
+    let mine = tree(&ours.path("home/app1"));
+    let mut useradds = tree(&theirs.path("home/app1"));
+    useradds.retain(|p, _| !(p == "fifo" || p.starts_with(".ssh")));
+    assert_eq!(
+        mine.keys().collect::<Vec<_>>(),
+        useradds.keys().collect::<Vec<_>>()
+    );
+    let copied: BTreeSet<&str> = skel["copied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(copied, mine.keys().map(String::as_str).collect());
+    let uid = run.app("app1")["user"]["uid"].as_u64().unwrap() as u32;
+    for (path, (kind, body, mode, owner, mtime)) in &mine {
+        let theirs = &useradds[path];
+        assert_eq!((kind, body), (&theirs.0, &theirs.1), "{path}: contents");
+        assert_eq!(*owner, (uid, uid), "{path}: owner");
+        let want = match kind {
+            'd' => 0o700,
+            'f' => theirs.2 & 0o700,
+            _ => *mode,
+        };
+        assert_eq!(*mode, want, "{path}: mode {mode:o}");
+        if *kind == 'f' {
+            assert_eq!(*mtime, theirs.4, "{path}: mtime");
+        }
+    }
+    assert_eq!(mine["tools/hello"].2, 0o700, "setuid bit dropped");
+    assert_eq!(mine[".profile"].2, 0o600);
+    assert_eq!(mine["shadow-link"].1, b"/etc/shadow", "copied as a link");
+    let home = fs::metadata(ours.path("home/app1")).unwrap();
+    assert_eq!((home.mode() & 0o7777, home.uid()), (0o710, uid));
+    let leftovers: Vec<_> = fs::read_dir(ours.path("home"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains("rip-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(run.app("app3")["home"]["skel"]["copied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == ".profile"));
+
+    // Later skeleton changes never reach an existing home, and nothing the
+    // app changed in its copies is overwritten.
+    fs::write(ours.path("home/app1/.profile"), "mine\n").unwrap();
+    ours.write("etc/skel/.profile", "new profile\n", 0o644);
+    ours.write("etc/skel/.new", "new\n", 0o644);
+    let again = ours.ok(&[], FLEET);
+
+    assert_eq!(again.app("app1")["changed"], false);
+    assert!(again.app("app1")["home"].get("skel").is_none());
+    assert_eq!(ours.read("home/app1/.profile"), "mine\n");
+    assert!(!ours.path("home/app1/.new").exists());
+    ours.assert_clean();
+}
+
+/// See: #4. A skeleton reached through a symlink is not followed:
+/// the home starts empty and the JSON says why.
+#[test]
+fn issue4_symlinked_skeleton_is_not_followed() {
+    let r = Root::debian("skel_symlink");
+    r.write("elsewhere/.profile", "profile\n", 0o644);
+    std::os::unix::fs::symlink(r.path("elsewhere"), r.path("etc/skel")).unwrap();
+
+    let run = r.ok(&[], &app("app1", ""));
+
+    let skel = &run.app("app1")["home"]["skel"];
+    assert_eq!(skel["found"], false, "{skel}");
+    assert!(skel["skipped"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("symlink"));
+    assert_eq!(fs::read_dir(r.path("home/app1")).unwrap().count(), 0);
 }
