@@ -318,6 +318,24 @@ fn bad_records_are_rejected_before_anything_is_written() {
 }
 
 #[test]
+fn a_missing_root_is_refused_not_created() {
+    let dir = TestDir::new(TMP, "a_missing_root_is_refused_not_created");
+    let typo = dir.join("no-such-root");
+    let file = dir.join("a-file");
+    std::fs::write(&file, "").unwrap();
+
+    for name in rip_tests::TOOLS {
+        for root in [&typo, &file] {
+            let r = root.display().to_string();
+            let run = tool(name, &["--root", &r], b"{\"name\":\"app1\"}\n").expect_code(2);
+            assert!(run.stderr().contains("--root"), "{}", run.describe());
+            assert!(run.stdout().is_empty(), "{}", run.describe());
+        }
+        assert!(!typo.exists(), "{name} created the missing root");
+    }
+}
+
+#[test]
 fn unknown_keys_pass_through_every_tool() {
     let dir = TestDir::new(TMP, "unknown_keys_pass_through_every_tool");
     let root = dir.join("root");

@@ -26,12 +26,24 @@ pub struct SystemArgs {
     ///
     /// Every path of the app specs is taken relative to DIR, so a fleet can
     /// be prepared in a scratch directory or a container's root file system.
-    #[arg(long, value_name = "DIR", default_value = "/")]
+    /// DIR must exist: a mistyped root is refused, not created.
+    #[arg(long, value_name = "DIR", default_value = "/", value_parser = existing_dir)]
     pub root: PathBuf,
 
     /// Report what would change, and change nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `--root`'s parser: an existing directory (symlinks followed: the root
+/// is the operator's choice, not an app's).
+fn existing_dir(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    match std::fs::metadata(&p) {
+        Ok(m) if m.is_dir() => Ok(p),
+        Ok(_) => Err("not a directory".to_owned()),
+        Err(e) => Err(format!("not an existing directory ({e})")),
+    }
 }
 
 impl SystemArgs {

@@ -1129,6 +1129,7 @@ fn all_up(t: &BTreeMap<String, (String, Value)>, apps: &[&str]) -> bool {
 fn a_real_prometheus_scrapes_the_fleet_and_follows_its_changes_without_reload() {
     let dir = test_dir("prometheus");
     let root = dir.join("root");
+    std::fs::create_dir_all(&root).unwrap();
     let servers: Vec<MetricsServer> = (0..4).map(|_| MetricsServer::start()).collect();
     let flags = [
         "--replace",

@@ -881,6 +881,7 @@ fn print_shows_the_units_and_writes_nothing() {
 #[test]
 fn reload_needs_the_running_system() {
     let dir = TestDir::new("reload_root");
+    std::fs::create_dir_all(dir.join("root")).unwrap();
     let out = rip_unit(&dir.join("root"), &["--reload"], "{\"name\":\"a\"}\n");
 
     assert_eq!(out.code(), 2);
