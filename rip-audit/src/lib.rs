@@ -9,6 +9,7 @@ pub mod lint;
 pub mod model;
 pub mod observe;
 pub mod score;
+pub mod specifier;
 pub mod syscalls;
 pub mod text;
 pub mod unitfile;

@@ -38,30 +38,29 @@ pub struct HostFeatures {
     /// systemd built with BPF_FRAMEWORK (needed by SocketBind*,
     /// RestrictNetworkInterfaces, RestrictFileSystems), probed on first use.
     bpf: OnceLock<Option<bool>>,
+    /// The root whose systemd is probed.
+    root: Option<PathBuf>,
     /// cgroup controllers available (unified or v1). None: unknown.
     pub controllers: Option<BTreeSet<String>>,
 }
 
 impl HostFeatures {
-    /// Whether systemd has its BPF framework (None: unknown).
+    /// Whether the root's systemd has its BPF framework (None: unknown).
+    /// Read from the feature list compiled into `<root>/usr/bin/systemctl`
+    /// (what `systemctl --version` prints), without running it: the root
+    /// may be another machine's file system.
     pub fn bpf_framework(&self) -> Option<bool> {
-        // TODO(#9): with --root, this reads the running host's systemd
-        // features, not the root's (same package in our containers).
         *self.bpf.get_or_init(|| {
-            std::process::Command::new("systemctl")
-                .arg("--version")
-                .output()
-                .ok()
-                .and_then(|o| {
-                    let s = String::from_utf8_lossy(&o.stdout).into_owned();
-                    if s.contains("+BPF_FRAMEWORK") {
-                        Some(true)
-                    } else if s.contains("-BPF_FRAMEWORK") {
-                        Some(false)
-                    } else {
-                        None
-                    }
-                })
+            let root = self.root.as_deref()?;
+            let bin = ["usr/bin/systemctl", "bin/systemctl"]
+                .iter()
+                .find_map(|p| read_binary(&root.join(p)))?;
+            let has = |s: &[u8]| memchr::memmem::find(&bin, s).is_some();
+            match (has(b"+BPF_FRAMEWORK"), has(b"-BPF_FRAMEWORK")) {
+                (true, false) => Some(true),
+                (false, true) => Some(false),
+                _ => None,
+            }
         })
     }
 
@@ -71,6 +70,7 @@ impl HostFeatures {
         let _ = bpf.set(Some(bpf_framework));
         HostFeatures {
             bpf,
+            root: None,
             controllers: Some(controllers.iter().map(|c| (*c).to_owned()).collect()),
         }
     }
@@ -107,9 +107,31 @@ impl HostFeatures {
         }
         HostFeatures {
             bpf: OnceLock::new(),
+            root: Some(root.dir().to_path_buf()),
             controllers,
         }
     }
+}
+
+/// A regular file of at most 64 MiB, opened without following a final
+/// symlink (`bin/systemctl` under a merged `/usr` is reached through the
+/// `usr/bin` spelling).
+fn read_binary(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    const MAX: u64 = 64 << 20;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() || meta.len() > MAX {
+        return None;
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX).read_to_end(&mut buf).ok()?;
+    Some(buf)
 }
 
 /// Everything the lint needs besides the unit.
@@ -246,12 +268,16 @@ fn under(path: &str, dir: &str) -> bool {
     Path::new(path).starts_with(dir)
 }
 
-/// Every word of every `key=` line of `[Service]`, with its line.
+/// Every word of every `key=` line of `[Service]`, with its line, its
+/// specifiers resolved as the system manager would (`%S/x` is
+/// `/var/lib/x`); a word with a specifier that depends on the machine
+/// stays as written.
 pub fn path_words(s: &Settings, key: &str) -> Vec<(Assignment, String)> {
     let mut out = Vec::new();
     for a in s.list("Service", key) {
         for w in words(&a.value, true).unwrap_or_default() {
-            out.push((a.clone(), w.into_owned()));
+            let w = crate::specifier::resolve(&w, &s.name, None).unwrap_or_else(|| w.into_owned());
+            out.push((a.clone(), w));
         }
     }
     out
@@ -505,7 +531,8 @@ pub fn lint(u: &AuditedUnit, cx: &Context<'_>) -> (Vec<Finding>, Vec<Override>) 
             if key.starts_with("Bind") {
                 p = p.split(':').next().unwrap_or(p);
             }
-            if !p.starts_with('/') {
+            // A specifier left unresolved: where it points is not known.
+            if !p.starts_with('/') || p.contains('%') {
                 continue;
             }
             if std::fs::symlink_metadata(cx.root.join(p)).is_err() {

@@ -109,8 +109,8 @@ pub fn writable_outside(u: &AuditedUnit, spec: &AppSpec, root: &Root) -> Vec<Fin
             if key == "BindPaths" {
                 p = p.split(':').next().unwrap_or(p);
             }
-            // TODO(#9): specifiers (`%S/x`) are not expanded; such entries
-            // are not checked.
+            // Specifiers are resolved (see `path_words`); one that depends
+            // on the machine and starts the word leaves it unchecked.
             if !p.starts_with('/') {
                 continue;
             }

@@ -619,18 +619,32 @@ fn socket_bind_without_bpf_is_not_enforceable() {
         features.contains("-BPF_FRAMEWORK"),
         "this test expects Debian 12's systemd (-BPF_FRAMEWORK), got: {features}"
     );
+    // The root's own systemctl is read, not the host's: Debian's real one
+    // (-BPF_FRAMEWORK), then one whose feature list has +BPF_FRAMEWORK.
+    let host_systemctl = std::fs::read("/usr/bin/systemctl").unwrap();
+    let socket_bind = |fx: &Fx| {
+        fx.edit_unit(
+            "app2",
+            "PrivateTmp=yes",
+            "PrivateTmp=yes\nSocketBindAllow=tcp:8080\nSocketBindDeny=any",
+        )
+    };
     case(
         "socketbind",
         "app2",
         "UNIT_NOT_ENFORCEABLE",
         |fx| {
-            fx.edit_unit(
-                "app2",
-                "PrivateTmp=yes",
-                "PrivateTmp=yes\nSocketBindAllow=tcp:8080\nSocketBindDeny=any",
-            )
+            std::fs::create_dir_all(fx.path("/usr/bin")).unwrap();
+            std::fs::write(fx.path("/usr/bin/systemctl"), &host_systemctl).unwrap();
+            socket_bind(fx);
         },
-        |_| {},
+        |fx| {
+            let with_bpf = String::from_utf8_lossy(&host_systemctl)
+                .replace("-BPF_FRAMEWORK", "+BPF_FRAMEWORK");
+            std::fs::create_dir_all(fx.path("/usr/bin")).unwrap();
+            std::fs::write(fx.path("/usr/bin/systemctl"), with_bpf).unwrap();
+            socket_bind(fx);
+        },
     );
 }
 
@@ -1047,6 +1061,32 @@ fn redteam_writable_path_outside_the_app() {
             )
         },
         |_| {},
+    );
+}
+
+/// Specifiers in writable paths are resolved as the system manager does:
+/// `%S/%N-data` is `/var/lib/app2-data`, outside app2's tree, while
+/// `%S` spelled into app2's own home stays allowed.
+#[test]
+fn issue9_specifiers_in_writable_paths_are_resolved() {
+    case(
+        "writable_specifier",
+        "app2",
+        "UNIT_WRITABLE_OUTSIDE_APP",
+        |fx| {
+            fx.edit_unit(
+                "app2",
+                "ReadWritePaths=/home/app2/data",
+                "ReadWritePaths=/home/app2/data -%S/%N-data",
+            )
+        },
+        |fx| {
+            fx.edit_unit(
+                "app2",
+                "ReadWritePaths=/home/app2/data",
+                "ReadWritePaths=/home/%p/data",
+            )
+        },
     );
 }
 
