@@ -79,9 +79,10 @@ fn loads(settings: &model::Settings) -> bool {
     settings.fatal.is_empty() && settings.exec_start
 }
 
-/// systemd 252 refuses a unit whose fragment has a line over
-/// `LONG_LINE_MAX` ("No buffer space available"); in a drop-in such a line
-/// only ends that drop-in (see `unitfile::parse_ini`).
+/// systemd 252 refuses a unit whose fragment has a line its parser fails
+/// on (over `LONG_LINE_MAX`, "No buffer space available"; not UTF-8; a bad
+/// section header); in a drop-in such a line only ends that drop-in (see
+/// `unitfile::parse_ini`).
 fn fragment_too_long(
     files: &unitfile::UnitFiles,
     syntax: &[unitfile::SyntaxIssue],
@@ -89,7 +90,7 @@ fn fragment_too_long(
 ) {
     for i in syntax
         .iter()
-        .filter(|i| i.too_long && i.file == files.fragment)
+        .filter(|i| i.fatal && i.file == files.fragment)
     {
         settings
             .fatal
@@ -105,7 +106,7 @@ pub fn audit_indexed(
 ) -> anyhow::Result<AuditedUnit> {
     let files = idx.locate(host_path)?;
     let (assignments, syntax) = unitfile::read_all(&files)?;
-    let mut settings = model::settings(&files.name, assignments);
+    let mut settings = model::settings(&files.name, &files.fragment, assignments);
     fragment_too_long(&files, &syntax, &mut settings);
     let sc = score::score(&settings);
     let loaded = loads(&settings);
@@ -118,7 +119,7 @@ pub fn audit_indexed(
             ..files.clone()
         };
         let (a, _) = unitfile::read_all(&alone)?;
-        Some(score::score(&model::settings(&files.name, a)).checks)
+        Some(score::score(&model::settings(&files.name, &files.fragment, a)).checks)
     };
     let shown = |p: &Path| root.strip(p).display().to_string();
     Ok(AuditedUnit {
@@ -254,7 +255,7 @@ fn users_of_units(
             continue;
         };
         let (a, _) = unitfile::parse_ini(&text, &f);
-        let s = model::settings(&name, a);
+        let s = model::settings(&name, &f, a);
         if let (Some(user), false) = (s.user, s.dynamic_user) {
             map.entry(user).or_default().insert(name);
         }
@@ -407,6 +408,7 @@ fn start_unit(host_path: &Path, regular: bool) -> anyhow::Result<Started> {
     // Lines go straight into the settings: nothing is kept for a lint.
     let mut settings = model::Settings::new(name);
     settings.details = false;
+    settings.fragment = Some(std::sync::Arc::from(host_path));
     let syntax = unitfile::read_one(host_path, regular, |l| settings.apply(&l))?;
     Ok(Started { settings, syntax })
 }

@@ -318,10 +318,15 @@ pub fn lint(u: &AuditedUnit, cx: &Context<'_>) -> (Vec<Finding>, Vec<Override>) 
             ));
             continue;
         }
+        let effect = match (i.fatal, file == u.report.path) {
+            (false, _) => "",
+            (true, true) => " (systemd refuses to load the whole unit)",
+            (true, false) => " (systemd ignores this line and the rest of the drop-in)",
+        };
         f.push(Finding::new(
             "UNIT_SYNTAX",
             Severity::Medium,
-            format!("line not understood by systemd: {}", i.message),
+            format!("line not understood by systemd: {}{effect}", i.message),
             json!({"file": cx.root.strip(&i.file).display().to_string(), "line": i.line}),
             "put every setting as Key=value under a [Section] header",
         ));

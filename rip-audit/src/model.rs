@@ -10,8 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::OnceLock;
 
-use crate::syscalls;
 use crate::unitfile::{is_ws, Assignment, Line};
+use crate::{specifier, syscalls};
 
 /// Capability names, by bit number.
 pub const CAPS: &[&str] = &[
@@ -79,16 +79,11 @@ pub const fn cap_mask(name: &str) -> u64 {
 }
 
 /// Bit number of a capability name (case-insensitive, as systemd), or of a
-/// number 0-63.
+/// number 0-63 as systemd's `safe_atoi()` reads it (`0x15`, `025`, `0o25`,
+/// `0b10101`, ` 21`, `+21`).
 pub fn cap_from_name(name: &str) -> Option<u32> {
-    if name
-        .as_bytes()
-        .first()
-        .is_some_and(|b| !b.is_ascii_alphabetic())
-    {
-        if let Ok(n) = name.parse::<i64>() {
-            return (0..64).contains(&n).then_some(n as u32);
-        }
+    if let Some(n) = c_number(name) {
+        return u32::try_from(n).ok().filter(|n| *n < 64);
     }
     static TABLE: OnceLock<UpperTable<u32>> = OnceLock::new();
     let table = TABLE.get_or_init(|| upper_table(CAPS.iter().zip(0u32..).map(|(n, i)| (*n, i))));
@@ -112,6 +107,39 @@ fn lookup_upper<T: Copy>(table: &UpperTable<T>, name: &str) -> Option<T> {
     up.copy_from_slice(name.as_bytes());
     up.make_ascii_uppercase();
     table.get(&*up).copied()
+}
+
+/// A number as systemd's `safe_atoi()`/`safe_atou()` read it: leading
+/// whitespace skipped, `0b`/`0o` prefixes for binary and octal, then
+/// `strtol()` with base 0 (an optional sign, `0x` for hex, a leading `0`
+/// for octal); nothing may follow the digits.
+pub fn c_number(s: &str) -> Option<i128> {
+    let s = s.trim_start_matches([' ', '\t', '\n', '\r']);
+    let (base, s) = match s.get(..2) {
+        Some("0b" | "0B") => (2, &s[2..]),
+        Some("0o" | "0O") => (8, &s[2..]),
+        _ => (0, s),
+    };
+    // strtol() itself skips isspace() too.
+    let s = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (neg, s) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let hex_digits = |t: &str| t.bytes().next().is_some_and(|b| b.is_ascii_hexdigit());
+    let (radix, digits) = match (base, s.get(..2)) {
+        (0, Some("0x" | "0X")) if hex_digits(&s[2..]) => (16, &s[2..]),
+        (0, _) if s.len() > 1 && s.starts_with('0') => (8, &s[1..]),
+        (0, _) => (10, s),
+        (b, _) => (b, s),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| (b as char).is_digit(radix)) {
+        return None;
+    }
+    // Long enough for any value systemd accepts; longer is out of range.
+    let n = i128::from_str_radix(digits.get(..digits.len().min(30))?, radix).ok()?;
+    Some(if neg { -n } else { n })
 }
 
 /// Names of the bits set in `mask`.
@@ -194,8 +222,10 @@ pub const NAMESPACES: &[(&str, u64)] = &[
     ("pid", 16),
     ("user", 32),
     ("uts", 64),
+    // No check of its own, but a namespace type systemd 252 knows.
+    ("time", 128),
 ];
-const NS_ALL: u64 = 127;
+const NS_ALL: u64 = 255;
 const NS_INITIAL: u64 = u64::MAX;
 
 /// Architectures `SystemCallArchitectures=` accepts (`native` first).
@@ -209,9 +239,9 @@ pub const ARCHS: &[&str] = &[
     "mips",
     "mips64",
     "mips64-n32",
-    "mipsel",
-    "mipsel64",
-    "mipsel64-n32",
+    "mips-le",
+    "mips64-le",
+    "mips64-le-n32",
     "ppc",
     "ppc64",
     "ppc64-le",
@@ -222,104 +252,143 @@ pub const ARCHS: &[&str] = &[
     "riscv64",
 ];
 
+/// The errno names systemd 252 knows (every `E*` macro of glibc's
+/// `errno.h`, aliases included); matched in any case.
 const ERRNO_NAMES: &[&str] = &[
-    "EPERM",
-    "ENOENT",
-    "ESRCH",
-    "EINTR",
-    "EIO",
-    "ENXIO",
     "E2BIG",
-    "ENOEXEC",
-    "EBADF",
-    "ECHILD",
-    "EAGAIN",
-    "ENOMEM",
     "EACCES",
-    "EFAULT",
-    "ENOTBLK",
-    "EBUSY",
-    "EEXIST",
-    "EXDEV",
-    "ENODEV",
-    "ENOTDIR",
-    "EISDIR",
-    "EINVAL",
-    "ENFILE",
-    "EMFILE",
-    "ENOTTY",
-    "ETXTBSY",
-    "EFBIG",
-    "ENOSPC",
-    "ESPIPE",
-    "EROFS",
-    "EMLINK",
-    "EPIPE",
-    "EDOM",
-    "ERANGE",
-    "EDEADLK",
-    "ENAMETOOLONG",
-    "ENOLCK",
-    "ENOSYS",
-    "ENOTEMPTY",
-    "ELOOP",
-    "EWOULDBLOCK",
-    "ENOMSG",
-    "EIDRM",
-    "ENOTSUP",
-    "EOPNOTSUPP",
-    "EAFNOSUPPORT",
-    "EPROTONOSUPPORT",
-    "ECONNREFUSED",
-    "ENOTCONN",
-    "ETIMEDOUT",
-    "EHOSTUNREACH",
     "EADDRINUSE",
     "EADDRNOTAVAIL",
-    "ENETDOWN",
-    "ENETUNREACH",
-    "ECONNRESET",
-    "ENOBUFS",
-    "EISCONN",
+    "EADV",
+    "EAFNOSUPPORT",
+    "EAGAIN",
     "EALREADY",
-    "EINPROGRESS",
-    "ESTALE",
-    "EDQUOT",
-    "ECANCELED",
-    "EOWNERDEAD",
-    "ENOTRECOVERABLE",
-    "ERFKILL",
-    "EHWPOISON",
-    "ENOTSOCK",
-    "EDESTADDRREQ",
-    "EMSGSIZE",
-    "EPROTOTYPE",
-    "ENOPROTOOPT",
-    "ESOCKTNOSUPPORT",
-    "EPFNOSUPPORT",
-    "ENETRESET",
-    "ECONNABORTED",
-    "ESHUTDOWN",
-    "ETOOMANYREFS",
-    "EHOSTDOWN",
-    "EUSERS",
-    "ENODATA",
-    "ETIME",
-    "ENOSR",
-    "ENOLINK",
-    "EPROTO",
+    "EBADE",
+    "EBADF",
+    "EBADFD",
     "EBADMSG",
-    "EOVERFLOW",
-    "EILSEQ",
-    "ENOKEY",
-    "EKEYEXPIRED",
-    "EKEYREVOKED",
-    "EKEYREJECTED",
-    "ENOMEDIUM",
-    "EMEDIUMTYPE",
-    "EREMOTE",
+    "EBADR",
+    "EBADRQC",
+    "EBADSLT",
+    "EBFONT",
+    "EBUSY",
+    "ECANCELED",
+    "ECHILD",
+    "ECHRNG",
     "ECOMM",
+    "ECONNABORTED",
+    "ECONNREFUSED",
+    "ECONNRESET",
+    "EDEADLK",
+    "EDEADLOCK",
+    "EDESTADDRREQ",
+    "EDOM",
+    "EDOTDOT",
+    "EDQUOT",
+    "EEXIST",
+    "EFAULT",
+    "EFBIG",
+    "EHOSTDOWN",
+    "EHOSTUNREACH",
+    "EHWPOISON",
+    "EIDRM",
+    "EILSEQ",
+    "EINPROGRESS",
+    "EINTR",
+    "EINVAL",
+    "EIO",
+    "EISCONN",
+    "EISDIR",
+    "EISNAM",
+    "EKEYEXPIRED",
+    "EKEYREJECTED",
+    "EKEYREVOKED",
+    "EL2HLT",
+    "EL2NSYNC",
+    "EL3HLT",
+    "EL3RST",
+    "ELIBACC",
+    "ELIBBAD",
+    "ELIBEXEC",
+    "ELIBMAX",
+    "ELIBSCN",
+    "ELNRNG",
+    "ELOOP",
+    "EMEDIUMTYPE",
+    "EMFILE",
+    "EMLINK",
+    "EMSGSIZE",
+    "EMULTIHOP",
+    "ENAMETOOLONG",
+    "ENAVAIL",
+    "ENETDOWN",
+    "ENETRESET",
+    "ENETUNREACH",
+    "ENFILE",
+    "ENOANO",
+    "ENOBUFS",
+    "ENOCSI",
+    "ENODATA",
+    "ENODEV",
+    "ENOENT",
+    "ENOEXEC",
+    "ENOKEY",
+    "ENOLCK",
+    "ENOLINK",
+    "ENOMEDIUM",
+    "ENOMEM",
+    "ENOMSG",
+    "ENONET",
+    "ENOPKG",
+    "ENOPROTOOPT",
+    "ENOSPC",
+    "ENOSR",
     "ENOSTR",
+    "ENOSYS",
+    "ENOTBLK",
+    "ENOTCONN",
+    "ENOTDIR",
+    "ENOTEMPTY",
+    "ENOTNAM",
+    "ENOTRECOVERABLE",
+    "ENOTSOCK",
+    "ENOTSUP",
+    "ENOTTY",
+    "ENOTUNIQ",
+    "ENXIO",
+    "EOPNOTSUPP",
+    "EOVERFLOW",
+    "EOWNERDEAD",
+    "EPERM",
+    "EPFNOSUPPORT",
+    "EPIPE",
+    "EPROTO",
+    "EPROTONOSUPPORT",
+    "EPROTOTYPE",
+    "ERANGE",
+    "EREMCHG",
+    "EREMOTE",
+    "EREMOTEIO",
+    "ERESTART",
+    "ERFKILL",
+    "EROFS",
+    "ESHUTDOWN",
+    "ESOCKTNOSUPPORT",
+    "ESPIPE",
+    "ESRCH",
+    "ESRMNT",
+    "ESTALE",
+    "ESTRPIPE",
+    "ETIME",
+    "ETIMEDOUT",
+    "ETOOMANYREFS",
+    "ETXTBSY",
+    "EUCLEAN",
+    "EUNATCH",
+    "EUSERS",
+    "EWOULDBLOCK",
+    "EXDEV",
+    "EXFULL",
 ];
 
 /// A `SystemCallFilter=` set: per interned syscall id, absent or the errno
@@ -593,6 +662,12 @@ pub struct Settings {
     /// Whether to keep what only the lint reads (`ignored` reasons): on by
     /// default, off for `--format scores`, which needs the score alone.
     pub details: bool,
+    /// The unit file (fragment), as opposed to its drop-ins; when unset,
+    /// the file of the first line applied.
+    pub fragment: Option<Arc<Path>>,
+    /// A file systemd stops reading at a setting it cannot take: its lines
+    /// after that are not applied.
+    stopped: Option<Arc<Path>>,
 }
 
 /// Boolean directives that feed a check or the lint.
@@ -788,6 +863,86 @@ fn parse_words(s: &str, unquote: bool) -> Result<Vec<Cow<'_, str>>, BadQuoting> 
     Ok(out)
 }
 
+/// The words of a value as systemd's `extract_first_word()` gives them,
+/// called in a loop with the flags a directive's parser uses: `unquote`
+/// (`EXTRACT_UNQUOTE`) removes quotes; a backslash always takes the next
+/// character literally. An unbalanced quote or a trailing backslash yields
+/// one `Err` and ends the words (systemd's parsers then either stop there,
+/// keeping the words before, or drop the line: each directive's choice).
+#[derive(Debug, Clone)]
+pub struct Extract<'a> {
+    /// What is left to split (None once done).
+    rest: Option<&'a str>,
+    unquote: bool,
+}
+
+/// See [`Extract`].
+pub fn extract(s: &str, unquote: bool) -> Extract<'_> {
+    Extract {
+        rest: Some(s),
+        unquote,
+    }
+}
+
+impl<'a> Extract<'a> {
+    /// What follows the last word returned, its separators skipped (empty
+    /// at the end), as systemd leaves its pointer.
+    pub fn remainder(&self) -> &'a str {
+        self.rest.unwrap_or_default()
+    }
+}
+
+impl<'a> Iterator for Extract<'a> {
+    type Item = Result<Cow<'a, str>, BadQuoting>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+        let s = self.rest?.trim_start_matches(is_ws);
+        let special = |b: u8| b == b'\\' || (self.unquote && (b == b'"' || b == b'\''));
+        // The usual word: no escapes or quotes, a slice of the value.
+        let end = s
+            .bytes()
+            .position(|b| ws(b) || special(b))
+            .unwrap_or(s.len());
+        if s.is_empty() || s.as_bytes().get(end).map_or(true, |b| ws(*b)) {
+            let rest = s[end..].trim_start_matches(is_ws);
+            self.rest = (!s.is_empty()).then_some(rest);
+            return (!s.is_empty()).then_some(Ok(Cow::Borrowed(&s[..end])));
+        }
+        let mut word = String::from(&s[..end]);
+        let (mut quote, mut dangling) = (None, false);
+        let mut chars = s[end..].char_indices();
+        while let Some((i, c)) = chars.next() {
+            if c == '\\' {
+                match chars.next() {
+                    Some((_, n)) => word.push(n),
+                    None => dangling = true,
+                }
+            } else if let Some(q) = quote {
+                if c == q {
+                    quote = None;
+                } else {
+                    word.push(c);
+                }
+            } else if self.unquote && (c == '"' || c == '\'') {
+                quote = Some(c);
+            } else if is_ws(c) {
+                self.rest = Some(s[end + i..].trim_start_matches(is_ws));
+                return Some(Ok(Cow::Owned(word)));
+            } else {
+                word.push(c);
+            }
+        }
+        // The end: fine unless inside quotes or after a lone backslash.
+        self.rest = None;
+        Some(if quote.is_some() || dangling {
+            Err(BadQuoting)
+        } else {
+            Ok(Cow::Owned(word))
+        })
+    }
+}
+
 fn parse_uid(s: &str) -> Option<u32> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
     {
@@ -805,14 +960,19 @@ pub fn valid_user_relaxed(u: &str) -> bool {
     if parse_uid(u).is_some() {
         return true;
     }
-    if u.chars().any(|c| c.is_control()) || u.contains([':', '/']) {
+    // No padding, no C0 control or DEL (systemd's string_has_cc()), no
+    // `:` or `/`, not all digits, not a dash and digits (`-` alone too).
+    if u.starts_with(' ') || u.ends_with(' ') {
+        return false;
+    }
+    if u.bytes().any(|b| b < b' ' || b == 0x7f) || u.contains([':', '/']) {
         return false;
     }
     if u.bytes().all(|b| b.is_ascii_digit()) {
         return false;
     }
     if let Some(rest) = u.strip_prefix('-') {
-        if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+        if rest.bytes().all(|b| b.is_ascii_digit()) {
             return false;
         }
     }
@@ -846,12 +1006,9 @@ fn simplify_path(p: &str) -> String {
 
 fn parse_prefix(word: &str) -> Option<Prefix> {
     let (a, len) = match word.split_once('/') {
-        Some((a, l)) => {
-            if l.is_empty() || !l.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            (a, Some(l.parse::<u8>().ok()?))
-        }
+        // The length as systemd's safe_atou8() reads it (`010` is 8, `0x8`
+        // and `+8` are 8, `-0` is 0).
+        Some((a, l)) => (a, Some(u8::try_from(c_number(l)?).ok()?)),
         None => (a_or(word), None),
     };
     if let Ok(v4) = a.parse::<Ipv4Addr>() {
@@ -875,12 +1032,16 @@ fn a_or(w: &str) -> &str {
     w
 }
 
+/// systemd's is_localhost(): `localhost`, `localhost.localdomain` and
+/// names under either, with an optional final dot, in any case.
 fn is_localhost_name(w: &str) -> bool {
     let w = w.strip_suffix('.').unwrap_or(w).as_bytes();
-    let tail = w.get(w.len().saturating_sub(10)..).unwrap_or_default();
+    let ends =
+        |tail: &[u8]| w.len() >= tail.len() && w[w.len() - tail.len()..].eq_ignore_ascii_case(tail);
     w.eq_ignore_ascii_case(b"localhost")
-        || (w.len() >= 10 && tail.eq_ignore_ascii_case(b".localhost"))
         || w.eq_ignore_ascii_case(b"localhost.localdomain")
+        || ends(b".localhost")
+        || ends(b".localhost.localdomain")
 }
 
 impl Settings {
@@ -929,6 +1090,8 @@ impl Settings {
             fatal: Vec::new(),
             unknown_caps: Vec::new(),
             details: true,
+            fragment: None,
+            stopped: None,
         }
     }
 
@@ -988,8 +1151,58 @@ impl Settings {
             .find(|a| *a.section == *section && a.key == key)
     }
 
+    /// `v` with its specifiers expanded as systemd does (see
+    /// [`specifier::expand`]); None where systemd fails the directive: a
+    /// fatal error of the unit when `fatal`, else an ignored line.
+    fn printf<'v>(&mut self, a: &Line<'_>, v: &'v str, fatal: bool) -> Option<Cow<'v, str>> {
+        let fragment = self.fragment.get_or_insert_with(|| a.file.clone());
+        match specifier::expand(v, &self.name, fragment) {
+            Ok(x) => Some(x),
+            Err(e) if fatal => {
+                let (specifier::SpecifierError::Unknown(c)
+                | specifier::SpecifierError::Unresolvable(c)) = e;
+                let message = format!(
+                    "{}:{}: cannot resolve the specifier %{c} in {}={v:?}",
+                    a.file.display(),
+                    a.line,
+                    a.key
+                );
+                self.fail(a, message);
+                None
+            }
+            Err(_) => {
+                self.ignore(a, format_args!("a specifier cannot be resolved"), true);
+                None
+            }
+        }
+    }
+
+    /// A setting systemd refuses outright (`-ENOEXEC`): it stops reading
+    /// the file there; in the fragment the unit then fails to load, in a
+    /// drop-in only the rest of the drop-in is lost.
+    fn fail(&mut self, a: &Line<'_>, message: String) {
+        self.stopped = Some(a.file.clone());
+        if self.fragment.as_deref() == Some(&**a.file) {
+            self.fatal.push(message);
+        } else {
+            self.ignore(
+                a,
+                format_args!("{message}; systemd ignores the rest of this drop-in"),
+                true,
+            );
+        }
+    }
+
     /// Apply one assignment, as systemd's loader would.
     pub fn apply(&mut self, a: &Line<'_>) {
+        if self.fragment.is_none() {
+            self.fragment = Some(a.file.clone());
+        }
+        if let Some(stop) = &self.stopped {
+            if Arc::ptr_eq(stop, a.file) || **stop == **a.file {
+                return;
+            }
+        }
         let v = a.value;
         match &**a.section {
             "Service" => {}
@@ -1015,29 +1228,41 @@ impl Settings {
                 }
             }
             "User" => {
-                if v.is_empty() {
+                let Some(v) = self.printf(a, v, true) else {
+                    return;
+                };
+                if a.value.is_empty() {
                     self.user = None;
-                } else if valid_user_relaxed(v) {
-                    self.user = Some(v.to_owned());
+                } else if valid_user_relaxed(&v) {
+                    self.user = Some(v.into_owned());
                 } else {
-                    self.fatal.push(format!(
-                        "{}:{}: invalid user name or numeric ID {v:?}",
-                        a.file.display(),
-                        a.line
-                    ));
+                    self.fail(
+                        a,
+                        format!(
+                            "{}:{}: invalid user name or numeric ID {v:?}",
+                            a.file.display(),
+                            a.line
+                        ),
+                    );
                 }
             }
             "Group" => {
-                if v.is_empty() {
+                let Some(v) = self.printf(a, v, true) else {
+                    return;
+                };
+                if a.value.is_empty() {
                     self.group = None;
-                } else if valid_user_relaxed(v) {
-                    self.group = Some(v.to_owned());
+                } else if valid_user_relaxed(&v) {
+                    self.group = Some(v.into_owned());
                 } else {
-                    self.fatal.push(format!(
-                        "{}:{}: invalid group name or numeric ID {v:?}",
-                        a.file.display(),
-                        a.line
-                    ));
+                    self.fail(
+                        a,
+                        format!(
+                            "{}:{}: invalid group name or numeric ID {v:?}",
+                            a.file.display(),
+                            a.line
+                        ),
+                    );
                 }
             }
             "SupplementaryGroups" => {
@@ -1045,19 +1270,33 @@ impl Settings {
                     self.supplementary_groups.clear();
                     return;
                 }
-                let Ok(ws) = words(v, true) else {
-                    self.ignore(a, format_args!("invalid quoting"), true);
-                    return;
-                };
-                for w in ws {
+                // Words split without unquoting; bad syntax is fatal.
+                for w in extract(v, false) {
+                    let Ok(w) = w else {
+                        self.fail(
+                            a,
+                            format!(
+                                "{}:{}: invalid syntax in SupplementaryGroups={v:?}",
+                                a.file.display(),
+                                a.line
+                            ),
+                        );
+                        return;
+                    };
+                    let Some(w) = self.printf(a, &w, true) else {
+                        return;
+                    };
                     if valid_user_relaxed(&w) {
                         self.supplementary_groups.push(w.into_owned());
                     } else {
-                        self.fatal.push(format!(
-                            "{}:{}: invalid group name or numeric ID {w:?}",
-                            a.file.display(),
-                            a.line
-                        ));
+                        self.fail(
+                            a,
+                            format!(
+                                "{}:{}: invalid group name or numeric ID {w:?}",
+                                a.file.display(),
+                                a.line
+                            ),
+                        );
                         return;
                     }
                 }
@@ -1065,11 +1304,14 @@ impl Settings {
             "DynamicUser" => match parse_bool(v) {
                 Some(b) => self.dynamic_user = b,
                 // Fatal: systemd will not guess whether to run as root.
-                None => self.fatal.push(format!(
-                    "{}:{}: DynamicUser= value {v:?} is not a boolean",
-                    a.file.display(),
-                    a.line
-                )),
+                None => self.fail(
+                    a,
+                    format!(
+                        "{}:{}: DynamicUser= value {v:?} is not a boolean",
+                        a.file.display(),
+                        a.line
+                    ),
+                ),
             },
             "Delegate" => {
                 if v.is_empty() {
@@ -1116,6 +1358,10 @@ impl Settings {
                 }
             }
             "RootDirectory" | "RootImage" => {
+                let Some(v) = self.printf(a, v, true) else {
+                    return;
+                };
+                let v = &*v;
                 let slot = if a.key == "RootDirectory" {
                     &mut self.root_directory
                 } else {
@@ -1126,12 +1372,15 @@ impl Settings {
                 } else if v.starts_with('/') && !v.split('/').any(|c| c == "..") {
                     *slot = Some(simplify_path(v));
                 } else {
-                    self.fatal.push(format!(
-                        "{}:{}: {}= path {v:?} is not absolute and normalized",
-                        a.file.display(),
-                        a.line,
-                        a.key
-                    ));
+                    self.fail(
+                        a,
+                        format!(
+                            "{}:{}: {}= path {v:?} is not absolute and normalized",
+                            a.file.display(),
+                            a.line,
+                            a.key
+                        ),
+                    );
                 }
             }
             "MountImages" => self.mount_images = !v.is_empty(),
@@ -1170,11 +1419,12 @@ impl Settings {
                     self.syscall_archs = 0;
                     return;
                 }
-                let Ok(ws) = words(v, true) else {
-                    self.ignore(a, format_args!("invalid quoting"), true);
-                    return;
-                };
-                for w in ws {
+                // Unquoted words; bad quoting ends the list.
+                for w in extract(v, true) {
+                    let Ok(w) = w else {
+                        self.ignore(a, format_args!("invalid quoting"), false);
+                        break;
+                    };
                     if let Some(i) = ARCHS.iter().position(|x| *x == w) {
                         self.syscall_archs |= 1 << i;
                     } else {
@@ -1226,12 +1476,14 @@ impl Settings {
             Some(r) => (true, r),
             None => (false, a.value),
         };
-        let Ok(ws) = words(rest, true) else {
-            self.ignore(a, format_args!("invalid quoting"), true);
-            return;
-        };
+        // Unquoted words; bad quoting ends the list (the words before
+        // count).
         let mut sum = 0u64;
-        for w in ws {
+        for w in extract(rest, true) {
+            let Ok(w) = w else {
+                self.ignore(a, format_args!("invalid quoting"), false);
+                break;
+            };
             match cap_from_name(&w) {
                 Some(b) => sum |= 1u64 << b,
                 None if self.details => self.unknown_caps.push((a.to_assignment(), w.into_owned())),
@@ -1274,12 +1526,13 @@ impl Settings {
             Some(r) => (true, r),
             None => (false, v),
         };
-        let Ok(ws) = words(rest, true) else {
-            self.ignore(a, format_args!("invalid quoting"), true);
-            return;
-        };
+        // Words split without unquoting; bad quoting drops the line.
         let mut flags = 0u64;
-        for w in ws {
+        for w in extract(rest, false) {
+            let Ok(w) = w else {
+                self.ignore(a, format_args!("invalid quoting"), true);
+                return;
+            };
             match NAMESPACES.iter().find(|(n, _)| *n == w) {
                 Some((_, bit)) => flags |= bit,
                 None => {
@@ -1317,14 +1570,12 @@ impl Settings {
             self.af_set = Some(0);
             self.af_allow_list = !invert;
         }
-        let ws = match words(rest, true) {
-            Ok(ws) => ws,
-            Err(BadQuoting) => {
-                self.ignore(a, format_args!("invalid quoting"), true);
-                return;
-            }
-        };
-        for w in ws {
+        // Unquoted words; bad quoting ends the list.
+        for w in extract(rest, true) {
+            let Ok(w) = w else {
+                self.ignore(a, format_args!("invalid quoting"), false);
+                break;
+            };
             let Some(af) = af_from_name(&w) else {
                 self.ignore(a, format_args!("unknown address family {w:?}"), false);
                 continue;
@@ -1367,8 +1618,12 @@ impl Settings {
             self.syscall_filter = Some(f);
         }
         let allow_list = self.syscall_allow_list;
-        let ws = words(rest, false).unwrap_or_default();
-        for w in ws {
+        // Words split without unquoting; bad quoting ends the list.
+        for w in extract(rest, false) {
+            let Ok(w) = w else {
+                self.ignore(a, format_args!("invalid quoting"), false);
+                break;
+            };
             let colon = w.bytes().position(|b| b == b':');
             let (name, num) = match colon.map(|i| (&w[..i], &w[i + 1..])) {
                 Some((n, e)) => match parse_errno(e) {
@@ -1429,25 +1684,25 @@ impl Settings {
             self.device_allow.clear();
             return;
         }
-        // The first word is the device, the rest (verbatim) the rights.
-        let t = v.trim_start_matches(is_ws);
-        let Ok(first) = words(t, true) else {
-            self.ignore(a, format_args!("invalid quoting"), true);
+        // The first word (unquoted) is the device, what follows it
+        // (verbatim) the rights.
+        let mut ws = extract(v, true);
+        let Some(Ok(path)) = ws.next() else {
+            self.ignore(a, format_args!("no device or invalid quoting"), true);
             return;
         };
-        let Some(path) = first.into_iter().next() else {
-            self.ignore(a, format_args!("no device"), true);
+        let rights = ws.remainder();
+        let Some(path) = self.printf(a, &path, false) else {
             return;
         };
-        let rest = match t.find(is_ws) {
-            Some(i) => t[i..].trim_start_matches(is_ws),
-            None => "",
-        };
-        let rights = rest;
         if !(path.starts_with("block-") || path.starts_with("char-")) {
+            // systemd's valid_device_node_path(): under /dev or
+            // /run/systemd/inaccessible, normalized (no `..`).
             let simplified = simplify_path(&path);
+            let under = |d: &str| simplified == d || simplified.starts_with(&format!("{d}/"));
             if !path.starts_with('/')
-                || !(simplified.starts_with("/dev/") || simplified.starts_with("/sys/"))
+                || simplified.split('/').any(|c| c == "..")
+                || !(under("/dev") || under("/run/systemd/inaccessible"))
             {
                 self.ignore(a, format_args!("invalid device node path {path:?}"), true);
                 return;
@@ -1472,8 +1727,12 @@ impl Settings {
             }
             return;
         }
-        let ws = words(v, false).unwrap_or_default();
-        for w in ws {
+        // Words split without unquoting; bad quoting ends the list.
+        for w in extract(v, false) {
+            let Ok(w) = w else {
+                self.ignore(a, format_args!("invalid quoting"), false);
+                break;
+            };
             let mut add: Vec<Prefix> = Vec::new();
             let mut one = [0u8; 16];
             one[15] = 1;
@@ -1576,14 +1835,18 @@ fn bits_of_one(id: u16, words: usize) -> Vec<u64> {
     b
 }
 
+/// systemd's `seccomp_parse_errno_or_action()`: `kill`, an errno name in
+/// any case, or a number 0-4095 as `safe_atoi()` reads it.
 fn parse_errno(e: &str) -> Option<i32> {
     if e == "kill" {
         return Some(i32::MAX - 1);
     }
-    if let Ok(n) = e.parse::<i32>() {
-        return (0..=4095).contains(&n).then_some(n);
+    if ERRNO_NAMES.iter().any(|n| n.eq_ignore_ascii_case(e)) {
+        return Some(1);
     }
-    ERRNO_NAMES.contains(&e).then_some(1)
+    c_number(e)
+        .filter(|n| (0..=4095).contains(n))
+        .and_then(|n| i32::try_from(n).ok())
 }
 
 fn user_from_unit_name(unit: &str) -> String {
@@ -1597,9 +1860,11 @@ fn user_from_unit_name(unit: &str) -> String {
     }
 }
 
-/// Load the settings of unit `name` from its assignments.
-pub fn settings(name: &str, assignments: Vec<Assignment>) -> Settings {
+/// Load the settings of unit `name` from its assignments (those of the
+/// unit file `fragment` first, then its drop-ins').
+pub fn settings(name: &str, fragment: &Path, assignments: Vec<Assignment>) -> Settings {
     let mut s = Settings::new(name);
+    s.fragment = Some(Arc::from(fragment));
     for a in &assignments {
         s.apply(&a.as_line());
     }
@@ -1615,7 +1880,7 @@ mod tests {
 
     fn load(text: &str) -> Settings {
         let (a, _) = crate::unitfile::parse_ini(text, Path::new("t.service"));
-        settings("t.service", a)
+        settings("t.service", Path::new("t.service"), a)
     }
 
     #[test]

@@ -971,7 +971,7 @@ mod tests {
             "[Service]\nUser=app\nPrivateTmp=yes\nSystemCallFilter=~@mount\n",
             std::path::Path::new("t.service"),
         );
-        let s = crate::model::settings("t.service", a);
+        let s = crate::model::settings("t.service", std::path::Path::new("t.service"), a);
 
         let full = score(&s);
         let (sc, failing) = summary(&s);
@@ -999,7 +999,7 @@ mod tests {
 
     #[test]
     fn empty_unit_scores_like_systemd() {
-        let s = crate::model::settings("x.service", Vec::new());
+        let s = crate::model::settings("x.service", std::path::Path::new("x.service"), Vec::new());
 
         let sc = score(&s);
 

@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -82,10 +83,12 @@ pub struct SyntaxIssue {
     pub line: usize,
     /// What is wrong.
     pub message: String,
-    /// The line is over systemd's [`LONG_LINE_MAX`]: systemd stops reading
-    /// the file there (a fragment then fails to load; the rest of a
-    /// drop-in is ignored).
+    /// The line is over systemd's [`LONG_LINE_MAX`] (then `fatal` too).
     pub too_long: bool,
+    /// systemd's `config_parse()` fails at this line (a line too long, not
+    /// UTF-8, or a bad section header): it stops reading the file there, so
+    /// a fragment fails to load and the rest of a drop-in is ignored.
+    pub fatal: bool,
 }
 
 /// systemd's `LONG_LINE_MAX` (1 MiB): `read_line()` fails with ENOBUFS
@@ -93,82 +96,114 @@ pub struct SyntaxIssue {
 /// a continued line may not grow beyond it.
 pub const LONG_LINE_MAX: usize = 1024 * 1024;
 
-/// Parse one file's text. Continuation lines (odd trailing backslash) are
-/// joined with the backslash replaced by a space; comment lines inside a
-/// continuation are skipped, as systemd does. A line over
-/// [`LONG_LINE_MAX`] ends the parse with a `too_long` issue (systemd's
-/// `config_parse()` returns -ENOBUFS there; the lines before it stay).
+/// Parse one file's text. Lines end as systemd's `read_line()` ends them
+/// (`\n`, `\r`, `\r\n`, `\n\r` or a NUL). Continuation lines (odd trailing
+/// backslash) are joined with the backslash replaced by a space; comment
+/// lines inside a continuation are skipped, as systemd does. A UTF-8 byte
+/// order mark is dropped from the first non-comment line that starts with
+/// one. A line over [`LONG_LINE_MAX`], not valid UTF-8 or with a bad
+/// section header ends the parse with a `fatal` issue (systemd's
+/// `config_parse()` fails there; the lines before it stay).
 pub fn parse_ini(text: &str, file: &Path) -> (Vec<Assignment>, Vec<SyntaxIssue>) {
     let mut out = Vec::new();
-    let issues = parse_ini_with(text, &Arc::from(file), |l| out.push(l.to_assignment()));
+    let issues = parse_ini_with(text.as_bytes(), &Arc::from(file), |l| {
+        out.push(l.to_assignment())
+    });
     (out, issues)
+}
+
+/// The line of `bytes` starting at `at`, cut as systemd's `read_line()`
+/// cuts it, and where the next one starts: a line ends at `\n`, `\r` or a
+/// NUL, and the end of line runs on over more of these as long as no kind
+/// repeats and no NUL came before (`\r\n` and `\n\r` are one end of line,
+/// `\n\n` two).
+fn next_line(bytes: &[u8], at: usize) -> (&[u8], usize) {
+    let end = memchr::memchr3(b'\n', b'\r', 0, &bytes[at..]).map_or(bytes.len(), |n| at + n);
+    let (mut next, mut seen) = (end, 0u8);
+    while let Some(&c) = bytes.get(next) {
+        let kind = match c {
+            b'\n' => 1,
+            b'\r' => 2,
+            0 => 4,
+            _ => break,
+        };
+        if seen & (kind | 4) != 0 {
+            break;
+        }
+        seen |= kind;
+        next += 1;
+    }
+    (&bytes[at..end], next)
 }
 
 /// [`parse_ini`], handing each assignment to `each` as it is read instead
 /// of collecting them (nothing is allocated for a plain line); returns the
 /// syntax issues.
 pub fn parse_ini_with(
-    text: &str,
+    bytes: &[u8],
     shared_file: &Arc<Path>,
     mut each: impl FnMut(Line<'_>),
 ) -> Vec<SyntaxIssue> {
     let file: &Path = shared_file;
     let mut issues = Vec::new();
     let mut section: Option<Arc<str>> = None;
-    let mut cont: Option<(String, usize)> = None;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    // The pieces between `\n`s, as `text.split('\n')` gives them, scanned
-    // by bytes (unit files are mostly short lines).
-    let (bytes, mut at, mut i) = (text.as_bytes(), 0, 0);
-    while at <= bytes.len() {
-        let end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |n| at + n);
-        let last = end == bytes.len();
-        let raw = &text[at..end];
-        (at, i) = (end + 1, i + 1);
-        let i = i - 1;
-        let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        if last && raw.is_empty() && cont.is_none() {
-            break;
-        }
-        let joined = cont.as_ref().map_or(0, |(c, _)| c.len());
-        if raw.len() >= LONG_LINE_MAX || (joined > 0 && joined + raw.len() > LONG_LINE_MAX) {
-            issues.push(SyntaxIssue {
-                file: file.to_path_buf(),
-                line: i + 1,
-                message: format!(
-                    "line too long ({} bytes; systemd's limit is {LONG_LINE_MAX}): \
-                     No buffer space available",
-                    joined + raw.len()
-                ),
-                too_long: true,
-            });
+    let mut cont: Option<(Vec<u8>, usize)> = None;
+    let too_long = |line: usize, len: usize| SyntaxIssue {
+        file: file.to_path_buf(),
+        line,
+        message: format!(
+            "line too long ({len} bytes; systemd's limit is {LONG_LINE_MAX}): \
+             No buffer space available"
+        ),
+        too_long: true,
+        fatal: true,
+    };
+    let (mut at, mut line, mut bom_seen) = (0, 0, false);
+    while at < bytes.len() {
+        let (raw, next) = next_line(bytes, at);
+        (at, line) = (next, line + 1);
+        if raw.len() >= LONG_LINE_MAX {
+            let joined = cont.as_ref().map_or(0, |(c, _)| c.len());
+            issues.push(too_long(line, joined + raw.len()));
             return issues;
         }
-        if matches!(trim_ws_start(raw).as_bytes().first(), Some(b'#' | b';')) {
+        if matches!(trim_ws_start(raw).first(), Some(b'#' | b';')) {
             continue;
+        }
+        let mut l = raw;
+        if !bom_seen {
+            if let Some(rest) = l.strip_prefix("\u{feff}".as_bytes()) {
+                (l, bom_seen) = (rest, true);
+            }
         }
         let (text, start) = match cont.take() {
             Some((mut c, start)) => {
-                c.push_str(raw);
+                if c.len() + l.len() > LONG_LINE_MAX {
+                    issues.push(too_long(line, c.len() + l.len()));
+                    return issues;
+                }
+                c.extend_from_slice(l);
                 (Cow::Owned(c), start)
             }
-            None => (Cow::Borrowed(raw), i + 1),
+            None => (Cow::Borrowed(l), line),
         };
         if ends_with_escape(&text) {
             let mut text = text.into_owned();
             text.pop();
-            text.push(' ');
+            text.push(b' ');
             cont = Some((text, start));
             continue;
         }
-        parse_line(
+        if !parse_line(
             &text,
             start,
             shared_file,
             &mut section,
             &mut each,
             &mut issues,
-        );
+        ) {
+            return issues;
+        }
     }
     if let Some((text, start)) = cont {
         parse_line(
@@ -183,36 +218,55 @@ pub fn parse_ini_with(
     issues
 }
 
-/// `s` without leading systemd WHITESPACE (all ASCII, so any byte offset
-/// found is a char boundary).
-fn trim_ws_start(s: &str) -> &str {
+/// `s` without leading systemd WHITESPACE.
+fn trim_ws_start(s: &[u8]) -> &[u8] {
     let n = s
-        .bytes()
+        .iter()
         .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
         .count();
     &s[n..]
 }
 
 /// `s` without surrounding systemd WHITESPACE.
-pub fn trim_ws(s: &str) -> &str {
+fn trim_ws_bytes(s: &[u8]) -> &[u8] {
     let s = trim_ws_start(s);
     let n = s
-        .bytes()
+        .iter()
         .rev()
         .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
         .count();
     &s[..s.len() - n]
 }
 
-fn ends_with_escape(s: &str) -> bool {
-    if !s.ends_with('\\') {
+/// `s` without surrounding systemd WHITESPACE (all ASCII, so any byte
+/// offset found is a char boundary).
+pub fn trim_ws(s: &str) -> &str {
+    let t = trim_ws_bytes(s.as_bytes());
+    let start = t.as_ptr() as usize - s.as_ptr() as usize;
+    &s[start..start + t.len()]
+}
+
+/// `s` as systemd's `utf8_is_valid()` sees it: valid UTF-8 without the
+/// noncharacters U+FDD0..U+FDEF and U+xFFFE/U+xFFFF, which systemd
+/// refuses too.
+fn systemd_utf8(s: &[u8]) -> Option<&str> {
+    let s = std::str::from_utf8(s).ok()?;
+    let nonchar = |c: char| {
+        let c = u32::from(c);
+        (0xfdd0..=0xfdef).contains(&c) || c & 0xfffe == 0xfffe
+    };
+    (s.is_ascii() || !s.chars().any(nonchar)).then_some(s)
+}
+
+fn ends_with_escape(s: &[u8]) -> bool {
+    if s.last() != Some(&b'\\') {
         return false;
     }
     let mut escaped = false;
-    for c in s.chars() {
+    for &c in s {
         if escaped {
             escaped = false;
-        } else if c == '\\' {
+        } else if c == b'\\' {
             escaped = true;
         }
     }
@@ -224,48 +278,52 @@ pub fn is_ws(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r')
 }
 
+/// Parse one (joined) line. Returns false where systemd's `parse_line()`
+/// fails, which ends the file (the issue is `fatal`).
 fn parse_line(
-    text: &str,
+    text: &[u8],
     line: usize,
     file: &Arc<Path>,
     section: &mut Option<Arc<str>>,
     each: &mut impl FnMut(Line<'_>),
     issues: &mut Vec<SyntaxIssue>,
-) {
-    let l = trim_ws(text);
-    if l.is_empty() || l.starts_with(['#', ';']) {
-        return;
-    }
-    if let Some(rest) = l.strip_prefix('[') {
-        match rest.strip_suffix(']') {
-            Some(name) => *section = Some(Arc::from(name)),
-            None => issues.push(SyntaxIssue {
-                file: file.to_path_buf(),
-                line,
-                message: format!("invalid section header {l:?}"),
-                too_long: false,
-            }),
-        }
-        return;
-    }
-    let Some(sec) = section.as_ref() else {
+) -> bool {
+    let mut issue = |message: String, fatal: bool| {
         issues.push(SyntaxIssue {
             file: file.to_path_buf(),
             line,
-            message: "assignment outside of any section".into(),
+            message,
             too_long: false,
+            fatal,
         });
-        return;
+        !fatal
+    };
+    let l = trim_ws_bytes(text);
+    if l.is_empty() || l.starts_with(b"#") || l.starts_with(b";") {
+        return true;
+    }
+    let Some(l) = systemd_utf8(l) else {
+        let shown = String::from_utf8_lossy(l);
+        return issue(format!("line is not valid UTF-8: {shown:?}"), true);
+    };
+    if let Some(rest) = l.strip_prefix('[') {
+        let Some(name) = rest.strip_suffix(']') else {
+            return issue(format!("invalid section header {l:?}"), true);
+        };
+        // systemd's string_is_safe(): no control characters, quotes or
+        // backslashes.
+        if name.bytes().any(|b| b < b' ' || b"\"'\\\x7f".contains(&b)) {
+            return issue(format!("bad characters in section header {l:?}"), true);
+        }
+        *section = Some(Arc::from(name));
+        return true;
+    }
+    let Some(sec) = section.as_ref() else {
+        return issue("assignment outside of any section".into(), false);
     };
     let eq = l.bytes().position(|b| b == b'=');
     let Some((k, v)) = eq.map(|i| (&l[..i], &l[i + 1..])) else {
-        issues.push(SyntaxIssue {
-            file: file.to_path_buf(),
-            line,
-            message: format!("missing '=' in {l:?}"),
-            too_long: false,
-        });
-        return;
+        return issue(format!("missing '=' in {l:?}"), false);
     };
     each(Line {
         section: sec,
@@ -274,6 +332,7 @@ fn parse_line(
         file,
         line,
     });
+    true
 }
 
 /// The unit search path of a system manager (systemd 252, Debian), relative
@@ -289,8 +348,8 @@ pub const SEARCH_PATH: &[&str] = &[
     "/run/systemd/system.attached",
     "/run/systemd/generator",
     "/usr/local/lib/systemd/system",
-    "/usr/lib/systemd/system",
     "/lib/systemd/system",
+    "/usr/lib/systemd/system",
     "/run/systemd/generator.late",
 ];
 
@@ -309,28 +368,44 @@ pub struct UnitFiles {
     pub fragment_regular: bool,
 }
 
-/// The names whose `.d/` directories apply to `name`: the type directory
-/// (`service.d`), each dash prefix (`a-.service.d` for `a-b.service`), then
-/// the unit itself; templates instances also get their template's.
+/// The names of the `.d/` directories that apply to `name`, most specific
+/// first, as systemd 252's `unit_file_find_dirs()` walks them: the unit
+/// itself, for an instance its template (and the template's prefixes),
+/// then each dash prefix (`a-b-.service.d`, `a-.service.d` for
+/// `a-b-c.service`; `t-@i.service.d` and its template for `t-x@i.service`).
+/// The type directory (`service.d`) is not among them: it comes after
+/// these in every directory of the search path.
 fn dropin_dir_names(name: &str) -> Vec<String> {
-    let (stem, suffix) = match name.rfind('.') {
-        Some(i) => (&name[..i], &name[i..]),
-        None => (name, ""),
-    };
-    let mut out = vec![format!("{}.d", &suffix[1.min(suffix.len())..])];
-    let mut idx = 0;
-    while let Some(p) = stem[idx..].find('-') {
-        let end = idx + p + 1;
-        out.push(format!("{}{suffix}.d", &stem[..end]));
-        idx = end;
-    }
-    if let Some(at) = stem.find('@') {
-        let template = format!("{}@{suffix}", &stem[..at]);
-        if template != name {
-            out.push(format!("{template}.d"));
+    fn walk(name: &str, out: &mut Vec<String>) {
+        out.push(format!("{name}.d"));
+        let Some((stem, suffix)) = name.rfind('.').map(|i| name.split_at(i)) else {
+            return;
+        };
+        let (prefix, instance) = match stem.split_once('@') {
+            Some((p, i)) => (p, Some(i).filter(|i| !i.is_empty())),
+            None => (stem, None),
+        };
+        if instance.is_some() {
+            walk(&format!("{prefix}@{suffix}"), out);
+        }
+        // The prefix up to its last dash (a trailing dash is chopped off
+        // once first).
+        let mut p = prefix;
+        let mut chopped = false;
+        let p = loop {
+            match p.rfind('-') {
+                None | Some(0) => return,
+                Some(n) if n + 1 < p.len() || chopped => break &p[..=n],
+                Some(n) => (p, chopped) = (&p[..n], true),
+            }
+        };
+        match instance {
+            Some(i) => walk(&format!("{p}@{i}{suffix}"), out),
+            None => walk(&format!("{p}{suffix}"), out),
         }
     }
-    out.push(format!("{name}.d"));
+    let mut out = Vec::new();
+    walk(name, &mut out);
     out
 }
 
@@ -359,12 +434,21 @@ pub struct DropinIndex {
     parents: Vec<Listed>,
     /// The search path, in order.
     search: Vec<Listed>,
+    /// Under `--root`: a file in a directory of the search path keeps that
+    /// directory's place in it, as when systemd loads the unit by name
+    /// (`system.control` before `/etc/systemd/system`). On the host the
+    /// file's directory goes first, as `systemd-analyze` run on the path
+    /// puts it.
+    rooted: bool,
 }
 
 impl DropinIndex {
     /// Index the search path under `root` and the directories of `files`.
     pub fn new(root: &Root, files: &[PathBuf]) -> Self {
-        let mut idx = DropinIndex::default();
+        let mut idx = DropinIndex {
+            rooted: !root.is_host(),
+            ..DropinIndex::default()
+        };
         let mut last: Option<&Path> = None;
         for f in files {
             let parent = parent_of(f);
@@ -407,53 +491,79 @@ impl DropinIndex {
         let name = unit_name(file)?;
         let parent = parent_of(file);
         let listed = self.parent(parent);
-        let searched = self
-            .search
-            .iter()
-            .filter(|l| l.dir.as_os_str() != parent.as_os_str());
-        let mut by_name: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let in_search = |l: &Listed| l.dir.as_os_str() == parent.as_os_str();
+        let first = !(self.rooted && self.search.iter().any(in_search));
+        let searched = self.search.iter().filter(|l| !(first && in_search(l)));
         // A directory not listed (the file's own, when the index was built
         // for other files) is probed; a listed one only for names it has.
-        let dirs = std::iter::once((parent, listed.map(|l| &l.dropin_dirs)))
-            .chain(searched.map(|l| (l.dir.as_path(), Some(&l.dropin_dirs))));
-        let mut subs: Option<Vec<String>> = None;
-        for (dir, present) in dirs {
-            if present.is_some_and(HashSet::is_empty) {
-                continue;
+        let own = first.then_some((parent, listed.map(|l| &l.dropin_dirs)));
+        let dirs: Vec<(&Path, Option<&NameSet>)> = own
+            .into_iter()
+            .chain(searched.map(|l| (l.dir.as_path(), Some(&l.dropin_dirs))))
+            .filter(|(_, present)| !present.is_some_and(HashSet::is_empty))
+            .collect();
+        // By file name, the first one found in systemd's order: in each
+        // directory of the search path, the unit's own directories (see
+        // `dropin_dir_names`); then `service.d` in each. None: masked.
+        let mut by_name: BTreeMap<OsString, Option<PathBuf>> = BTreeMap::new();
+        if !dirs.is_empty() {
+            let subs = dropin_dir_names(&crate::specifier::instantiated(name));
+            for &(dir, present) in &dirs {
+                for sub in &subs {
+                    add_dropins(dir, sub, present, &mut by_name);
+                }
             }
-            for sub in subs.get_or_insert_with(|| dropin_dir_names(name)).iter() {
-                if present.is_some_and(|p| !p.contains(sub.as_str())) {
-                    continue;
-                }
-                let d = dir.join(sub);
-                let Ok(rd) = fs::read_dir(&d) else { continue };
-                for e in rd.flatten() {
-                    let fname = e.file_name().to_string_lossy().into_owned();
-                    if !fname.ends_with(".conf") {
-                        continue;
-                    }
-                    let p = e.path();
-                    // The entry's type comes with the listing; only a
-                    // symlink (or an unknown type) needs a stat.
-                    let regular = match e.file_type() {
-                        Ok(t) if t.is_file() => true,
-                        Ok(t) if t.is_dir() => false,
-                        _ => p.is_file(),
-                    };
-                    if !regular {
-                        continue;
-                    }
-                    by_name.entry(fname).or_insert(p);
-                }
+            for &(dir, present) in &dirs {
+                add_dropins(dir, "service.d", present, &mut by_name);
             }
         }
         let fragment_regular = listed.is_some_and(|l| l.regular.contains(name));
         Ok(UnitFiles {
             name: name.to_owned(),
             fragment: file.to_path_buf(),
-            dropins: by_name.into_values().collect(),
+            dropins: by_name.into_values().flatten().collect(),
             fragment_regular,
         })
+    }
+}
+
+/// Add the `*.conf` entries of `dir/sub` to `by_name`, as systemd 252's
+/// `conf_files_list_strv()` lists drop-ins: hidden names are skipped, a
+/// name found earlier wins, and any entry claims its name, but only a
+/// regular file (or a link to one) is read (a link to /dev/null, a
+/// dangling link or a directory masks the name; systemd would block on a
+/// FIFO, rip-audit reads nothing from it).
+fn add_dropins(
+    dir: &Path,
+    sub: &str,
+    present: Option<&NameSet>,
+    by_name: &mut BTreeMap<OsString, Option<PathBuf>>,
+) {
+    use std::os::unix::ffi::OsStrExt;
+    if present.is_some_and(|p| !p.contains(sub)) {
+        return;
+    }
+    let d = dir.join(sub);
+    // systemd 252 does not follow a drop-in directory that is a symlink.
+    if present.is_none() && !fs::symlink_metadata(&d).is_ok_and(|m| m.is_dir()) {
+        return;
+    }
+    let Ok(rd) = fs::read_dir(&d) else { return };
+    for e in rd.flatten() {
+        let fname = e.file_name();
+        let b = fname.as_bytes();
+        if b.starts_with(b".") || !b.ends_with(b".conf") || by_name.contains_key(&fname) {
+            continue;
+        }
+        let p = e.path();
+        // The entry's type comes with the listing; only a symlink (or an
+        // unknown type) needs a stat.
+        let t = match e.file_type() {
+            Ok(t) if t.is_symlink() => fs::metadata(&p).map(|m| m.file_type()),
+            t => t,
+        };
+        let regular = t.is_ok_and(|t| t.is_file());
+        by_name.insert(fname, regular.then_some(p));
     }
 }
 
@@ -482,7 +592,11 @@ fn list(dir: PathBuf, services: bool, seen: &mut Vec<(u64, u64)>) -> Listed {
         }
         for e in d.iter().flatten() {
             let name = e.file_name().to_bytes();
-            let set = if name.ends_with(b".d") {
+            // systemd 252 only uses a `.d` entry that is a directory (not
+            // a symlink to one).
+            let set = if name.ends_with(b".d")
+                && matches!(e.file_type(), Some(nix::dir::Type::Directory) | None)
+            {
                 &mut dropin_dirs
             } else if services
                 && name.ends_with(b".service")
@@ -578,13 +692,7 @@ pub fn read_one(
     }
     BUF.with_borrow_mut(|buf| {
         let len = read_file(f, buf, regular).with_context(|| format!("cannot read {f:?}"))?;
-        let bytes = &buf[..len];
-        // Valid UTF-8 (the usual case) is checked by the fast path.
-        let text = match std::str::from_utf8(bytes) {
-            Ok(t) => Cow::Borrowed(t),
-            Err(_) => String::from_utf8_lossy(bytes),
-        };
-        Ok(parse_ini_with(&text, &Arc::from(f), &mut each))
+        Ok(parse_ini_with(&buf[..len], &Arc::from(f), &mut each))
     })
 }
 
@@ -593,12 +701,32 @@ pub fn read_one(
 /// length read. One open, read and close per file: for a `regular` file a
 /// short read is its end (Linux reads regular files in full up to EOF), so
 /// the extra read that would return 0 is skipped; anything else (a
-/// symlink, a FIFO) is read until a read returns 0.
+/// symlink) is read until a read returns 0. The file is opened without
+/// blocking and must be a regular file: a character device (a unit masked
+/// with a link to /dev/null) reads as empty, as systemd takes it for an
+/// empty (masked) file, and anything else (a FIFO, a socket) is an error
+/// rather than a read that never ends.
 pub fn read_file(path: &Path, buf: &mut Vec<u8>, regular: bool) -> std::io::Result<usize> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     if buf.len() < 64 * 1024 {
         buf.resize(64 * 1024, 0);
     }
-    let mut f = fs::File::open(path)?;
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !regular {
+        let t = f.metadata()?.file_type();
+        if t.is_char_device() {
+            return Ok(0);
+        }
+        if !t.is_file() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+    }
     let mut len = 0;
     loop {
         if len == buf.len() {
@@ -661,8 +789,23 @@ mod tests {
     #[test]
     fn dropin_dirs_cover_prefixes() {
         assert_eq!(
-            dropin_dir_names("a-b.service"),
-            vec!["service.d", "a-.service.d", "a-b.service.d"]
+            dropin_dir_names("a-b-c.service"),
+            vec!["a-b-c.service.d", "a-b-.service.d", "a-.service.d"]
+        );
+        assert_eq!(
+            dropin_dir_names("t-x@i.service"),
+            vec![
+                "t-x@i.service.d",
+                "t-x@.service.d",
+                "t-.service.d",
+                "t-@i.service.d",
+                "t-@.service.d"
+            ]
+        );
+        assert_eq!(dropin_dir_names("-a.service"), vec!["-a.service.d"]);
+        assert_eq!(
+            dropin_dir_names("a--b.service"),
+            vec!["a--b.service.d", "a--.service.d", "a-.service.d"]
         );
     }
 }

@@ -1590,3 +1590,592 @@ fn e2e_fleet_under_real_systemd_is_clean_and_broken_variants_are_caught() {
     let (rc, _, log) = sb.audit();
     assert_eq!(rc, 0, "restored fleet:\n{log}");
 }
+
+// ---------------------------------------------------------------------
+// Red-team round on the lean rewrite (08ef528): systemd 252 as the oracle,
+// unit by unit, for both output modes.
+// ---------------------------------------------------------------------
+
+/// systemd-analyze's rows for one unit file given by path, or its stderr
+/// when it refuses the unit.
+fn analyze_file(file: &Path) -> Result<Vec<Value>, String> {
+    let policy = file.with_file_name("EMPTY.json");
+    std::fs::write(&policy, "{}").unwrap();
+    let res = Command::new(systemd_analyze_or_fail())
+        .env("SYSTEMD_ANALYZE_DEBUG", "1")
+        .env("SYSTEMD_LOG_LEVEL", "err")
+        .args(["security", "--offline=true", "--json=short"])
+        .arg(format!("--security-policy={}", policy.display()))
+        .arg(file)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&res.stdout)
+        .lines()
+        .find(|l| l.starts_with('['))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .ok_or_else(|| String::from_utf8_lossy(&res.stderr).into_owned())
+}
+
+/// Run rip-audit once in full mode and once with `--format scores` over
+/// `files` (after `extra` arguments) and compare each unit with
+/// `systemd(file)`: a unit systemd loads must give its rows and score, a
+/// unit it refuses must have `loaded: false`; both modes must agree.
+/// Returns the mismatches.
+fn compare_each(
+    files: &[PathBuf],
+    extra: &[&str],
+    systemd: impl Fn(&Path) -> Result<Vec<Value>, String>,
+) -> Vec<String> {
+    let paths: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    let full_args = [
+        extra,
+        &["--observe=no", "--fail-on", "critical", "--unit"],
+        &paths,
+    ]
+    .concat();
+    let (code, full, out) = rip_audit(&full_args, "");
+    assert!(code == 0 || code == 1, "{}", show("rip-audit --unit", &out));
+    assert_eq!(full.len(), files.len(), "{}", show("rip-audit", &out));
+    let lean_args = [extra, &["--format", "scores", "--unit"], &paths].concat();
+    let (code, lean, out) = rip_audit(&lean_args, "");
+    assert!(code == 0 || code == 1, "{}", show("--format scores", &out));
+    assert_eq!(lean.len(), files.len(), "{}", show("--format scores", &out));
+    let mut bad = Vec::new();
+    for ((f, rec), line) in files.iter().zip(&full).zip(&lean) {
+        let unit = &rec["rip_audit"]["unit"];
+        let name = f.file_name().unwrap().to_string_lossy();
+        for k in ["score", "loaded"] {
+            if line[k] != unit[k] {
+                bad.push(format!(
+                    "{name}: {k}: scores {} vs full {}",
+                    line[k], unit[k]
+                ));
+            }
+        }
+        match systemd(f) {
+            Ok(rows) => {
+                let want = systemd_rows(&rows);
+                let got = rip_rows(unit);
+                for (field, w) in &want {
+                    if got.get(field) != Some(w) {
+                        bad.push(format!(
+                            "{name}: {field}: systemd {w:?}, rip-audit {:?}",
+                            got.get(field)
+                        ));
+                    }
+                }
+                if unit["score"].as_u64() != Some(overall(&want)) || unit["loaded"] != true {
+                    bad.push(format!(
+                        "{name}: systemd loads it with score {}; rip-audit {} loaded={}",
+                        overall(&want),
+                        unit["score"],
+                        unit["loaded"]
+                    ));
+                }
+            }
+            Err(e) if unit["loaded"] != false => bad.push(format!(
+                "{name}: systemd refuses it ({}), rip-audit loads it",
+                e.lines().next().unwrap_or("")
+            )),
+            Err(_) => {}
+        }
+    }
+    bad
+}
+
+/// Write `(file name, bytes)` pairs into `dir`; returns the paths.
+fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> Vec<PathBuf> {
+    files
+        .iter()
+        .map(|(name, text)| {
+            let p = dir.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, text).unwrap();
+            p
+        })
+        .collect()
+}
+
+/// Red-team: systemd's `read_line()` ends a line at `\r` or a NUL as well
+/// as `\n` (`\r\n` and `\n\r` being one end of line), and drops a UTF-8
+/// BOM from the first non-comment line that has one, not only from the
+/// start of the file. rip-audit split at `\n` only and stripped a BOM at
+/// the start only, so `NoNewPrivileges=yes` ended by `\r` or a NUL, or
+/// after a BOM on a later line, was lost (and `PrivateTmp=\ryes` taken).
+#[test]
+fn redteam_lines_end_like_systemds_read_line() {
+    let dir = test_dir("redteam_line_ends");
+    let s = "[Service]\nExecStart=/bin/true\n";
+    let cat = |a: &str, b: &[u8]| [a.as_bytes(), b].concat();
+    let files = write_all(
+        &dir,
+        &[
+            (
+                "cr.service",
+                b"[Service]\rExecStart=/bin/true\rNoNewPrivileges=yes\r".to_vec(),
+            ),
+            (
+                "cr-inside.service",
+                cat(s, b"PrivateTmp=\ryes\nNoNewPrivileges=yes\r\r\n"),
+            ),
+            (
+                "lf-cr.service",
+                cat(s, b"NoNewPrivileges=yes\n\rPrivateTmp=yes\n\r"),
+            ),
+            (
+                "nul.service",
+                cat(s, b"NoNewPrivileges=yes\0PrivateTmp=yes\n"),
+            ),
+            ("nul-comment.service", cat(s, b"#x\0NoNewPrivileges=yes\n")),
+            ("cr-comment.service", cat(s, b"#x\rNoNewPrivileges=yes\n")),
+            ("cr-cont.service", cat(s, b"NoNewPrivileges=\\\ryes\r")),
+            (
+                "crlf-cont.service",
+                cat(s, b"NoNewPrivileges=\\\r\nyes\r\n"),
+            ),
+            (
+                "bom-later.service",
+                cat(s, b"\xef\xbb\xbfNoNewPrivileges=yes\n"),
+            ),
+            (
+                "bom-after-comment.service",
+                b"# c\n\xef\xbb\xbf[Service]\nExecStart=/bin/true\nPrivateTmp=yes\n".to_vec(),
+            ),
+            (
+                "bom-cont.service",
+                cat(s, b"NoNewPrivileges=\\\n\xef\xbb\xbfyes\n"),
+            ),
+            (
+                "bom-twice.service",
+                b"\xef\xbb\xbf[Service]\nExecStart=/bin/true\n\xef\xbb\xbfPrivateTmp=yes\n"
+                    .to_vec(),
+            ),
+            // A BOM keeps a comment from being one: the continuation then
+            // swallows the section header, and systemd refuses the unit.
+            (
+                "bom-comment.service",
+                b"\xef\xbb\xbf# c \\\n[Service]\nExecStart=/bin/true\n".to_vec(),
+            ),
+        ],
+    );
+
+    let bad = compare_each(&files, &[], analyze_file);
+
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Red-team: systemd's parser fails on a line that is not valid UTF-8
+/// (noncharacters such as U+FFFE included) or on a bad section header
+/// (no `]`, or quotes, backslashes or control characters in the name): it
+/// refuses a unit file with such a line and ignores the rest of a drop-in.
+/// rip-audit read on (with U+FFFD for bad bytes) and loaded the unit.
+#[test]
+fn redteam_unparsable_line_refuses_the_unit_or_ends_the_dropin() {
+    let dir = test_dir("redteam_unparsable");
+    let s = "[Service]\nExecStart=/bin/true\n";
+    let cat = |a: &str, b: &[u8]| [a.as_bytes(), b].concat();
+    let files = [
+        ("latin1.service", cat(s, b"Description=caf\xe9\n")),
+        ("latin1-unknown-key.service", cat(s, b"X-Note=\xe9\n")),
+        (
+            "latin1-first.service",
+            b"\xe9x\n[Service]\nExecStart=/bin/true\n".to_vec(),
+        ),
+        ("surrogate.service", cat(s, b"Description=\xed\xa0\x80\n")),
+        ("overlong.service", cat(s, b"Description=\xc0\xaf\n")),
+        ("fffe.service", cat(s, "Description=a\u{fffe}\n".as_bytes())),
+        ("fdd0.service", cat(s, "Description=a\u{fdd0}\n".as_bytes())),
+        (
+            "open-header.service",
+            cat(s, b"[Service\nNoNewPrivileges=yes\n"),
+        ),
+        ("quote-header.service", cat(s, b"[X\"y]\n")),
+        ("backslash-header.service", cat(s, b"[X\\y]\n")),
+        ("ctrl-header.service", cat(s, b"[X\x01y]\n")),
+        ("commented-header.service", cat(s, b"[Service] # main\n")),
+        (
+            "latin1-comment.service",
+            cat(s, b"# caf\xe9\nNoNewPrivileges=yes\n"),
+        ),
+        ("dropins.service", s.as_bytes().to_vec()),
+    ];
+    let paths = write_all(&dir, &files);
+    write_all(
+        &dir,
+        &[
+            (
+                "dropins.service.d/a.conf",
+                b"[Service]\nPrivateTmp=yes\n[Service\nNoNewPrivileges=yes\n".to_vec(),
+            ),
+            (
+                "dropins.service.d/b.conf",
+                b"[Service]\nProtectSystem=strict\n\xe9\nPrivateDevices=yes\n".to_vec(),
+            ),
+            (
+                "dropins.service.d/c.conf",
+                b"[Service]\nProtectHome=yes\n".to_vec(),
+            ),
+        ],
+    );
+
+    let bad = compare_each(&paths, &[], analyze_file);
+
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Red-team: drop-ins apply in systemd 252's order. For a file name found
+/// in several drop-in directories the first one wins, in this order: in
+/// each directory of the search path (`/lib` before `/usr/lib` on Debian)
+/// the unit's own `.d`, its template's, its dash prefixes' (for an
+/// instance also `t-@i.service.d`); `service.d` only after all of these.
+/// rip-audit took `service.d` and the prefixes first. Also: hidden files
+/// are not drop-ins, a link to /dev/null, a dangling link or a directory
+/// masks its name, and a `.d` that is a symlink is not followed.
+#[test]
+fn redteam_dropins_apply_in_systemds_order() {
+    let root = test_dir("redteam_dropin_order").join("root");
+    let (e, l, u) = (
+        "etc/systemd/system",
+        "lib/systemd/system",
+        "usr/lib/systemd/system",
+    );
+    let conf = |line: &str| format!("[Service]\n{line}\n").into_bytes();
+    let unit = b"[Service]\nExecStart=/bin/true\n".to_vec();
+    let files = [
+        (format!("{e}/a-b.service"), unit.clone()),
+        (format!("{e}/t-x@i.service"), unit.clone()),
+        (format!("{e}/t-x@.service"), unit.clone()),
+        // service.d here against the unit's own .d further down the path.
+        (format!("{e}/service.d/1.conf"), conf("PrivateTmp=yes")),
+        (format!("{u}/a-b.service.d/1.conf"), conf("PrivateTmp=no")),
+        // A prefix here against the unit's own .d further down the path.
+        (format!("{e}/a-.service.d/2.conf"), conf("ProtectHome=yes")),
+        (format!("{u}/a-b.service.d/2.conf"), conf("ProtectHome=no")),
+        // The unit's own .d against its prefix in the same directory.
+        (format!("{e}/a-.service.d/3.conf"), conf("ProtectSystem=no")),
+        (
+            format!("{e}/a-b.service.d/3.conf"),
+            conf("ProtectSystem=strict"),
+        ),
+        // /lib before /usr/lib (not merged here).
+        (
+            format!("{l}/a-b.service.d/4.conf"),
+            conf("PrivateDevices=yes"),
+        ),
+        (
+            format!("{u}/a-b.service.d/4.conf"),
+            conf("PrivateDevices=no"),
+        ),
+        // Hidden files are not drop-ins.
+        (
+            format!("{e}/a-b.service.d/.5.conf"),
+            conf("PrivateNetwork=yes"),
+        ),
+        // The template's .d against its prefix, and the instance prefix
+        // directories.
+        (
+            format!("{e}/t-x@.service.d/6.conf"),
+            conf("LockPersonality=yes"),
+        ),
+        (
+            format!("{e}/t-.service.d/6.conf"),
+            conf("LockPersonality=no"),
+        ),
+        (
+            format!("{e}/t-@i.service.d/7.conf"),
+            conf("ProtectClock=yes"),
+        ),
+        (
+            format!("{e}/t-@.service.d/8.conf"),
+            conf("ProtectHostname=yes"),
+        ),
+        // Masks in the instance's .d hide the template's.
+        (
+            format!("{e}/t-x@.service.d/9.conf"),
+            conf("RestrictRealtime=yes"),
+        ),
+        (
+            format!("{e}/t-x@.service.d/10.conf"),
+            conf("ProtectKernelLogs=yes"),
+        ),
+        (
+            format!("{e}/t-x@.service.d/11.conf"),
+            conf("ProtectKernelTunables=yes"),
+        ),
+        (
+            format!("{u}/real/12.conf"),
+            conf("MemoryDenyWriteExecute=yes"),
+        ),
+        // Under --root the unit's directory keeps its place on the path:
+        // system.control (systemctl set-property) before it.
+        (
+            "etc/systemd/system.control/a-b.service.d/13.conf".to_owned(),
+            conf("RestrictSUIDSGID=no"),
+        ),
+        (
+            format!("{e}/a-b.service.d/13.conf"),
+            conf("RestrictSUIDSGID=yes"),
+        ),
+    ];
+    for (p, text) in &files {
+        let p = root.join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let inst = root.join(format!("{e}/t-x@i.service.d"));
+    std::fs::create_dir_all(inst.join("11.conf")).unwrap();
+    std::os::unix::fs::symlink("/dev/null", inst.join("9.conf")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent", inst.join("10.conf")).unwrap();
+    std::os::unix::fs::symlink("real", root.join(format!("{u}/t-x@i.service.d"))).unwrap();
+    let units = [root.join(&files[0].0), root.join(&files[1].0)];
+    let r = root.display().to_string();
+
+    let bad = compare_each(&units, &["--root", &r], |f| {
+        analyze_in_root(&root, &f.file_name().unwrap().to_string_lossy())
+    });
+
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Red-team: a unit file that is a FIFO made rip-audit block forever in
+/// open() (systemd-analyze says "not found"), and one linked to /dev/zero
+/// made it read until memory ran out (systemd takes any character device
+/// for /dev/null: a masked unit). Now a FIFO is an error and a character
+/// device reads as empty, in both modes.
+#[test]
+fn redteam_unit_file_that_is_not_a_regular_file() {
+    use std::time::{Duration, Instant};
+    let dir = test_dir("redteam_not_regular");
+    let fifo = dir.join("fifo.service");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let zero = dir.join("zero.service");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let run = |args: &[&str]| {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(30) {
+                child.kill().unwrap();
+                panic!("rip-audit {args:?} did not finish");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    };
+    let (f, z) = (fifo.to_str().unwrap(), zero.to_str().unwrap());
+
+    for mode in [&["--observe=no"][..], &["--format", "scores"]] {
+        let out = run(&[mode, &["--unit", f]].concat());
+        assert_eq!(out.status.code(), Some(2), "{}", show("fifo", &out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not a regular file"),
+            "{}",
+            show("fifo", &out)
+        );
+        let out = run(&[mode, &["--unit", z]].concat());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("\"loaded\":false"), "{}", show("zero", &out));
+    }
+    let masked = analyze_file(&zero).unwrap_err();
+    assert!(masked.contains("masked"), "{masked}");
+}
+
+/// Red-team: each list directive splits its words as its systemd 252
+/// parser does. `SystemCallFilter=`, `RestrictNamespaces=`,
+/// `IPAddressAllow=`/`Deny=` and `SupplementaryGroups=` keep quotes;
+/// capabilities, address families, architectures and `DeviceAllow=`
+/// remove them; a backslash always escapes the next character. A bad
+/// quote or trailing backslash ends the list (the words before count),
+/// drops the line (`RestrictNamespaces=`) or refuses the unit
+/// (`SupplementaryGroups=`). rip-audit kept backslashes in some lists,
+/// unquoted others, and dropped whole lines. Also: capability numbers and
+/// IP prefix lengths as `safe_atoi()` reads them (`0x15`, `021`, ` 7`),
+/// errno names in any case (and all of glibc's), the `time` namespace,
+/// the `mips*-le` architectures, `*.localhost.localdomain`, the rights
+/// after a quoted `DeviceAllow=` path and its `/dev` and `..` rules.
+#[test]
+fn redteam_directive_values_parse_like_systemd() {
+    let dir = test_dir("redteam_values");
+    let lines = [
+        "CapabilityBoundingSet=CAP_SYS_ADMIN \"",
+        "CapabilityBoundingSet=CAP_SYS_ADMIN \\ ",
+        "CapabilityBoundingSet=CAP_SYS_ADMIN \"CAP_KILL",
+        "AmbientCapabilities=CAP_KILL \"",
+        "CapabilityBoundingSet=0x15",
+        "CapabilityBoundingSet=021",
+        "CapabilityBoundingSet=0b111",
+        "CapabilityBoundingSet=0o25",
+        "CapabilityBoundingSet=\" 21\"",
+        "CapabilityBoundingSet=08",
+        "AmbientCapabilities=0x5",
+        "SystemCallFilter=~@clock \\ ",
+        "SystemCallFilter=~@clo\\ck",
+        "SystemCallFilter=setu\\id ipc \"read\"",
+        "SystemCallFilter=~\"@clock\"",
+        "SystemCallFilter=~@clock:eperm",
+        "SystemCallFilter=~@clock:EBADFD",
+        "SystemCallFilter=~@clock:EDEADLOCK",
+        "SystemCallFilter=~@clock:0x1",
+        "SystemCallFilter=~@clock:4096",
+        "RestrictAddressFamilies=AF_UNIX \"",
+        "RestrictAddressFamilies=AF_UNIX \\ ",
+        "RestrictAddressFamilies=~AF_UNIX \"AF_INET",
+        "RestrictAddressFamilies=\"AF_INET\"",
+        "RestrictNamespaces=\"user\"",
+        "RestrictNamespaces=user 'net'",
+        "RestrictNamespaces=us\\er",
+        "RestrictNamespaces=time",
+        "RestrictNamespaces=~time",
+        "SystemCallArchitectures=native \"",
+        "SystemCallArchitectures=native \"x86",
+        "SystemCallArchitectures=mips64-le",
+        "SystemCallArchitectures=mips-le",
+        "SystemCallArchitectures=mipsel64",
+        "IPAddressDeny=any\nIPAddressAllow=127.0.0.1 \\ ",
+        "IPAddressDeny=any\nIPAddressAllow=127.0\\.0.1",
+        "IPAddressDeny=any\nIPAddressAllow=x.localhost.localdomain",
+        "IPAddressDeny=any\nIPAddressAllow=127.0.0.1/0x8",
+        "IPAddressDeny=any\nIPAddressAllow=127.0.0.1/08",
+        "IPAddressDeny=any\nIPAddressAllow=127.0.0.1/-0",
+        "IPAddressDeny=any\nIPAddressAllow=::1/0200",
+        "User=app\nSupplementaryGroups=\"\"",
+        "User=app\nSupplementaryGroups=a \"",
+        "User=app\nSupplementaryGroups=a \\ ",
+        "User=app\nSupplementaryGroups='a:b'",
+        "DevicePolicy=closed\nDeviceAllow=\"/dev/null r\"",
+        "DevicePolicy=closed\nDeviceAllow=/dev/../tmp/x",
+        "DevicePolicy=closed\nDeviceAllow=/dev",
+        "DevicePolicy=closed\nDeviceAllow=/sys/x",
+        "DevicePolicy=closed\nDeviceAllow=/run/systemd/inaccessible/chr",
+    ];
+    let files: Vec<(String, Vec<u8>)> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let text = format!("[Service]\nExecStart=/bin/true\n{l}\n");
+            (format!("v{i}.service"), text.into_bytes())
+        })
+        .collect();
+    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    let paths = write_all(&dir, &files);
+
+    let bad = compare_each(&paths, &[], analyze_file);
+
+    assert!(bad.is_empty(), "{}\n(lines: {lines:#?})", bad.join("\n"));
+}
+
+/// Red-team: systemd resolves `%` specifiers in `User=`, `Group=`,
+/// `SupplementaryGroups=`, `RootDirectory=`, `RootImage=` and the
+/// `DeviceAllow=` path before scoring, and refuses a unit with an unknown
+/// one (`%z`: "Invalid slot"). rip-audit took `User=%i` in
+/// `app@root.service`, `User=%u` (the manager's user, root) and `User=%p`
+/// in `nobody.service` for static non-root users.
+#[test]
+fn redteam_specifiers_resolve_before_scoring() {
+    let dir = test_dir("redteam_specifiers");
+    let s = "[Service]\nExecStart=/bin/true\n";
+    let files = [
+        ("app@root.service", format!("{s}User=%i\n")),
+        ("app@nobody.service", format!("{s}User=%I\n")),
+        ("root.service", format!("{s}User=%p\n")),
+        ("nobody.service", format!("{s}User=%N\n")),
+        ("u.service", format!("{s}User=%u\n")),
+        ("uid.service", format!("{s}User=%U\n")),
+        (
+            "gid.service",
+            format!("{s}User=app\nGroup=%G\nSupplementaryGroups=%g\n"),
+        ),
+        ("empty.service", format!("{s}User=%i\n")),
+        ("home.service", format!("{s}User=%h\n")),
+        ("unknown.service", format!("{s}User=nobody\nUser=%z\n")),
+        ("unknown-group.service", format!("{s}User=app\nGroup=%Z\n")),
+        (
+            "unknown-sg.service",
+            format!("{s}User=app\nSupplementaryGroups=a %1\n"),
+        ),
+        ("verbatim.service", format!("{s}User=nobody%\nUser=a%!\n")),
+        ("rootdir.service", format!("{s}RootDirectory=%t\n")),
+        ("rootdir-unknown.service", format!("{s}RootDirectory=/%z\n")),
+        (
+            "rootimg-empty.service",
+            format!("{s}RootImage=/x.raw\nRootImage=%i\n"),
+        ),
+        ("-.service", format!("{s}RootDirectory=%f\n")),
+        (
+            "dev.service",
+            format!("{s}DevicePolicy=closed\nDeviceAllow=/dev/%z\n"),
+        ),
+        // A template file is analysed as its instance `i`.
+        ("tpl@.service", format!("{s}User=%i\n")),
+        ("tpl-x@.service", format!("{s}User=%N\nRootDirectory=/%n\n")),
+        (
+            "tpl-x@i.service.d/a.conf",
+            "[Service]\nNoNewPrivileges=yes\n".into(),
+        ),
+        (
+            "tpl-@i.service.d/a.conf",
+            "[Service]\nPrivateTmp=yes\n".into(),
+        ),
+    ];
+    let files: Vec<(&str, Vec<u8>)> = files
+        .iter()
+        .map(|(n, t)| (*n, t.clone().into_bytes()))
+        .collect();
+    let mut paths = write_all(&dir, &files);
+    paths.retain(|p| !p.to_string_lossy().ends_with(".conf"));
+
+    let bad = compare_each(&paths, &[], analyze_file);
+
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Red-team: a setting systemd refuses (a non-boolean `DynamicUser=`, an
+/// invalid `User=`, a relative `RootDirectory=`, an unknown specifier)
+/// makes it stop reading the file: in the unit file the unit fails to
+/// load, but in a drop-in only the rest of that drop-in is lost and the
+/// unit loads. rip-audit refused the unit and applied the lines after.
+/// Also `User=-` (a dash and no digits) is refused like `User=-1`.
+#[test]
+fn redteam_refused_setting_in_a_dropin_ends_only_the_dropin() {
+    let dir = test_dir("redteam_dropin_refused");
+    let s = "[Service]\nExecStart=/bin/true\n";
+    let conf = |a: &str, b: &str| format!("[Service]\n{a}\n{b}\n").into_bytes();
+    let files = [
+        ("a.service", s.as_bytes().to_vec()),
+        (
+            "a.service.d/1.conf",
+            conf("PrivateTmp=yes\nDynamicUser=maybe", "NoNewPrivileges=yes"),
+        ),
+        (
+            "a.service.d/2.conf",
+            conf("ProtectHome=yes\nUser=a:b", "ProtectSystem=strict"),
+        ),
+        (
+            "a.service.d/3.conf",
+            conf("RootDirectory=srv", "PrivateDevices=yes"),
+        ),
+        ("a.service.d/4.conf", conf("User=%z", "PrivateNetwork=yes")),
+        (
+            "a.service.d/5.conf",
+            conf("SupplementaryGroups=x \\ ", "LockPersonality=yes"),
+        ),
+        ("a.service.d/6.conf", conf("ProtectClock=yes", "")),
+        ("dash.service", format!("{s}User=-\n").into_bytes()),
+        ("dash-dropin.service", s.as_bytes().to_vec()),
+        (
+            "dash-dropin.service.d/x.conf",
+            conf("User=app\nUser=-", "PrivateTmp=yes"),
+        ),
+    ];
+    let mut paths = write_all(&dir, &files);
+    paths.retain(|p| !p.to_string_lossy().ends_with(".conf"));
+
+    let bad = compare_each(&paths, &[], analyze_file);
+
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
