@@ -10,7 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::OnceLock;
 
-use crate::unitfile::{is_ws, Assignment, Line};
+use crate::specifier::PATH_MAX_LEN;
+use crate::unitfile::{is_ws, Assignment, Line, LONG_LINE_MAX};
 use crate::{specifier, syscalls};
 
 /// Capability names, by bit number.
@@ -1004,6 +1005,28 @@ fn simplify_path(p: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// systemd's `unit_name_is_valid()` for a plain or instance name (the
+/// suffix is checked elsewhere): under 256 bytes, only ASCII letters,
+/// digits, `:-_.\` and `@`, not starting with `@`, and something
+/// between an `@` and the suffix.
+fn valid_unit_name(name: &str) -> bool {
+    let Some(dot) = name.rfind('.').filter(|d| *d > 0) else {
+        return false;
+    };
+    let stem = &name.as_bytes()[..dot];
+    let ok = |c: &u8| c.is_ascii_alphanumeric() || b":-_.\\@".contains(c);
+    let at = stem.iter().position(|c| *c == b'@');
+    name.len() < 256 && stem.iter().all(ok) && at != Some(0) && at.map_or(true, |a| a + 1 < dot)
+}
+
+/// `p` as systemd's `path_simplify_and_warn()` accepts an absolute path:
+/// simplified (no `.`, no repeated or trailing `/`), with no `..` and no
+/// component over 255 bytes (`NAME_MAX`). None when it refuses it.
+fn absolute_path(p: &str) -> Option<String> {
+    let bad = |c: &str| c == ".." || c.len() > 255;
+    (p.starts_with('/') && !p.split('/').any(bad)).then(|| simplify_path(p))
+}
+
 fn parse_prefix(word: &str) -> Option<Prefix> {
     let (a, len) = match word.split_once('/') {
         // The length as systemd's safe_atou8() reads it (`010` is 8, `0x8`
@@ -1100,7 +1123,7 @@ impl Settings {
         bool_slot(name).is_some_and(|i| self.bools[i])
     }
 
-    /// The boolean at a [`bool_index`].
+    /// The boolean at a `bool_index`.
     pub fn flag_at(&self, index: usize) -> bool {
         self.bools.get(index).copied().unwrap_or(false)
     }
@@ -1152,29 +1175,33 @@ impl Settings {
     }
 
     /// `v` with its specifiers expanded as systemd does (see
-    /// [`specifier::expand`]); None where systemd fails the directive: a
-    /// fatal error of the unit when `fatal`, else an ignored line.
-    fn printf<'v>(&mut self, a: &Line<'_>, v: &'v str, fatal: bool) -> Option<Cow<'v, str>> {
+    /// [`specifier::expand`]), at most `max` bytes; None where systemd
+    /// fails the directive: a fatal error of the unit when `fatal`, else an
+    /// ignored line.
+    fn printf<'v>(
+        &mut self,
+        a: &Line<'_>,
+        v: &'v str,
+        max: usize,
+        fatal: bool,
+    ) -> Option<Cow<'v, str>> {
+        use specifier::SpecifierError as E;
         let fragment = self.fragment.get_or_insert_with(|| a.file.clone());
-        match specifier::expand(v, &self.name, fragment) {
-            Ok(x) => Some(x),
-            Err(e) if fatal => {
-                let (specifier::SpecifierError::Unknown(c)
-                | specifier::SpecifierError::Unresolvable(c)) = e;
-                let message = format!(
-                    "{}:{}: cannot resolve the specifier %{c} in {}={v:?}",
-                    a.file.display(),
-                    a.line,
-                    a.key
-                );
-                self.fail(a, message);
-                None
-            }
-            Err(_) => {
-                self.ignore(a, format_args!("a specifier cannot be resolved"), true);
-                None
-            }
+        let e = match specifier::expand(v, &self.name, fragment, max) {
+            Ok(x) => return Some(x),
+            Err(e) => e,
+        };
+        if fatal {
+            let why = match e {
+                E::Unknown(c) | E::Unresolvable(c) => format!("cannot resolve the specifier %{c}"),
+                E::TooLong => format!("the value is longer than {max} bytes"),
+            };
+            let message = format!("{}:{}: {why} in {}={v:?}", a.file.display(), a.line, a.key);
+            self.fail(a, message);
+        } else {
+            self.ignore(a, format_args!("a specifier cannot be resolved"), true);
         }
+        None
     }
 
     /// A setting systemd refuses outright (`-ENOEXEC`): it stops reading
@@ -1228,7 +1255,7 @@ impl Settings {
                 }
             }
             "User" => {
-                let Some(v) = self.printf(a, v, true) else {
+                let Some(v) = self.printf(a, v, LONG_LINE_MAX, true) else {
                     return;
                 };
                 if a.value.is_empty() {
@@ -1247,7 +1274,7 @@ impl Settings {
                 }
             }
             "Group" => {
-                let Some(v) = self.printf(a, v, true) else {
+                let Some(v) = self.printf(a, v, LONG_LINE_MAX, true) else {
                     return;
                 };
                 if a.value.is_empty() {
@@ -1283,7 +1310,7 @@ impl Settings {
                         );
                         return;
                     };
-                    let Some(w) = self.printf(a, &w, true) else {
+                    let Some(w) = self.printf(a, &w, LONG_LINE_MAX, true) else {
                         return;
                     };
                     if valid_user_relaxed(&w) {
@@ -1358,7 +1385,7 @@ impl Settings {
                 }
             }
             "RootDirectory" | "RootImage" => {
-                let Some(v) = self.printf(a, v, true) else {
+                let Some(v) = self.printf(a, v, PATH_MAX_LEN, true) else {
                     return;
                 };
                 let v = &*v;
@@ -1369,13 +1396,14 @@ impl Settings {
                 };
                 if v.is_empty() {
                     *slot = None;
-                } else if v.starts_with('/') && !v.split('/').any(|c| c == "..") {
-                    *slot = Some(simplify_path(v));
+                } else if let Some(p) = absolute_path(v) {
+                    *slot = Some(p);
                 } else {
                     self.fail(
                         a,
                         format!(
-                            "{}:{}: {}= path {v:?} is not absolute and normalized",
+                            "{}:{}: {}= path {v:?} is not absolute and normalized, \
+                             or has a component over 255 bytes",
                             a.file.display(),
                             a.line,
                             a.key
@@ -1439,18 +1467,27 @@ impl Settings {
             }
             "IPIngressFilterPath" | "IPEgressFilterPath" => {
                 let ingress = a.key == "IPIngressFilterPath";
+                if v.is_empty() {
+                    if ingress {
+                        self.ip_ingress.clear();
+                    } else {
+                        self.ip_egress.clear();
+                    }
+                    return;
+                }
+                let Some(v) = self.printf(a, v, PATH_MAX_LEN, false) else {
+                    return;
+                };
+                let Some(p) = absolute_path(&v) else {
+                    self.ignore(a, format_args!("not an absolute, normalized path"), true);
+                    return;
+                };
                 let list = if ingress {
                     &mut self.ip_ingress
                 } else {
                     &mut self.ip_egress
                 };
-                if v.is_empty() {
-                    list.clear();
-                } else if v.starts_with('/') {
-                    list.push(v.to_owned());
-                } else {
-                    self.ignore(a, format_args!("not an absolute path"), true);
-                }
+                list.push(p);
             }
             _ => {}
         }
@@ -1692,18 +1729,15 @@ impl Settings {
             return;
         };
         let rights = ws.remainder();
-        let Some(path) = self.printf(a, &path, false) else {
+        let Some(path) = self.printf(a, &path, PATH_MAX_LEN, false) else {
             return;
         };
         if !(path.starts_with("block-") || path.starts_with("char-")) {
             // systemd's valid_device_node_path(): under /dev or
             // /run/systemd/inaccessible, normalized (no `..`).
-            let simplified = simplify_path(&path);
+            let simplified = absolute_path(&path).unwrap_or_default();
             let under = |d: &str| simplified == d || simplified.starts_with(&format!("{d}/"));
-            if !path.starts_with('/')
-                || simplified.split('/').any(|c| c == "..")
-                || !(under("/dev") || under("/run/systemd/inaccessible"))
-            {
+            if !(under("/dev") || under("/run/systemd/inaccessible")) {
                 self.ignore(a, format_args!("invalid device node path {path:?}"), true);
                 return;
             }
@@ -1766,6 +1800,12 @@ impl Settings {
     /// After the last line: `unit_patch_contexts`, the settings implied by
     /// others.
     pub fn finish(&mut self) {
+        if !valid_unit_name(&specifier::instantiated(&self.name)) {
+            self.fatal.push(format!(
+                "{:?} is not a valid unit name: systemd-analyze refuses the file",
+                self.name
+            ));
+        }
         self.cap_bounding_declared = self.cap_bounding;
         if self.flag("PrivateDevices") {
             self.cap_bounding &=

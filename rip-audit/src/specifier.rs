@@ -116,7 +116,14 @@ pub enum SpecifierError {
     /// The value of this specifier cannot be had (an instance name that
     /// does not unescape, no machine ID).
     Unresolvable(char),
+    /// The result is longer than the directive allows (`-ENAMETOOLONG`),
+    /// `%` or not.
+    TooLong,
 }
+
+/// The longest value `unit_path_printf()` gives (`PATH_MAX - 1`), for
+/// path settings.
+pub const PATH_MAX_LEN: usize = 4095;
 
 /// Expand the specifiers of `value` exactly as systemd 252's
 /// `unit_full_printf()` does, for the settings rip-audit scores (`User=`,
@@ -124,13 +131,18 @@ pub enum SpecifierError {
 /// `DeviceAllow=` path: `User=%i` in `app@root.service` runs as root), for
 /// unit `unit` whose fragment is `fragment`. Machine-dependent specifiers
 /// take this machine's values. Borrowed when there is no `%`. A `%` before any other
-/// character (or at the end) stays as it is, as in systemd.
+/// character (or at the end) stays as it is, as in systemd. A result over
+/// `max` bytes fails, as systemd's `specifier_printf()` fails it.
 pub fn expand<'a>(
     value: &'a str,
     unit: &str,
     fragment: &Path,
+    max: usize,
 ) -> Result<Cow<'a, str>, SpecifierError> {
     if !value.contains('%') {
+        if value.len() > max {
+            return Err(SpecifierError::TooLong);
+        }
         return Ok(Cow::Borrowed(value));
     }
     let mut out = String::with_capacity(value.len() + 16);
@@ -152,6 +164,14 @@ pub fn expand<'a>(
                 out.push(s);
             }
         }
+        // The result only grows: a check per step as systemd's fails where
+        // this one does, and an earlier unknown specifier still wins.
+        if out.len() > max {
+            return Err(SpecifierError::TooLong);
+        }
+    }
+    if out.len() > max {
+        return Err(SpecifierError::TooLong);
     }
     Ok(Cow::Owned(out))
 }
@@ -435,7 +455,7 @@ mod tests {
     fn expand_like_systemd() {
         let f = Path::new("/etc/systemd/system/a-b@root.service");
 
-        let x = |v| expand(v, "a-b@root.service", f);
+        let x = |v| expand(v, "a-b@root.service", f, PATH_MAX_LEN);
 
         assert_eq!(x("%i").unwrap(), "root");
         assert_eq!(x("%p %P %j %N").unwrap(), "a-b a/b b a-b@root");
@@ -443,8 +463,16 @@ mod tests {
         assert_eq!(x("a%").unwrap(), "a%");
         assert_eq!(x("%z"), Err(SpecifierError::Unknown('z')));
         assert_eq!(x("%f").unwrap(), "/root");
-        assert_eq!(expand("%I", "x@a\\x2db.service", f).unwrap(), "a-b");
-        assert_eq!(expand("%f", "x@-.service", f).unwrap(), "/");
-        assert_eq!(expand("%i", "plain.service", f).unwrap(), "");
+        assert_eq!(expand("%I", "x@a\\x2db.service", f, 9).unwrap(), "a-b");
+        assert_eq!(expand("%f", "x@-.service", f, 9).unwrap(), "/");
+        assert_eq!(expand("%i", "plain.service", f, 9).unwrap(), "");
+        assert_eq!(
+            expand("/1234", "x.service", f, 4),
+            Err(SpecifierError::TooLong)
+        );
+        assert_eq!(
+            expand("/%i", "x@123.service", f, 3),
+            Err(SpecifierError::TooLong)
+        );
     }
 }

@@ -487,6 +487,16 @@ impl DropinIndex {
 
     /// Find `file`'s drop-ins: in the directory of the file, then along the
     /// search path.
+    ///
+    /// TODO(#9): two cases where systemd 252 loads something other than
+    /// the file given, not modelled here. (1) A unit file that is a symlink
+    /// to another unit name: systemd follows the alias chain, scores the
+    /// target under its name and merges the drop-ins of every alias (here
+    /// the link's content is read under the link's own name, so the
+    /// target's drop-ins are missed; under `--root` an absolute link is
+    /// even followed on the host). (2) Under `--root`, a file shadowed by
+    /// a same-named file (or a mask) in an earlier directory of the search
+    /// path: systemd scores the earlier one, rip-audit the file given.
     pub fn locate(&self, file: &Path) -> anyhow::Result<UnitFiles> {
         let name = unit_name(file)?;
         let parent = parent_of(file);

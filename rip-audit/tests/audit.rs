@@ -2179,3 +2179,98 @@ fn redteam_refused_setting_in_a_dropin_ends_only_the_dropin() {
 
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// Red-team: the path settings rip-audit scores go through systemd's
+/// `unit_path_printf()` and `path_simplify_and_warn()`: the value (with its
+/// specifiers resolved, `%` or not) may be at most 4095 bytes, no
+/// component longer than 255 bytes, and no `..`. `IPIngressFilterPath=`
+/// and `IPEgressFilterPath=` resolve specifiers too (`%t/x` is a custom
+/// BPF filter) and ignore a path that fails these checks; `RootDirectory=`
+/// and `RootImage=` refuse the unit; `DeviceAllow=` ignores the line.
+/// rip-audit took `IPIngressFilterPath=%t/x` for relative, `/a/../b` for a
+/// filter, and loaded a unit with a 256-byte `RootDirectory=` component.
+#[test]
+fn redteam_path_settings_resolve_and_validate_like_systemd() {
+    let dir = test_dir("redteam_path_settings");
+    let (long, max) = ("a".repeat(256), "a".repeat(255));
+    let lines = [
+        "IPIngressFilterPath=%t/x".to_owned(),
+        "IPEgressFilterPath=%S".to_owned(),
+        "IPEgressFilterPath=%h/x".to_owned(),
+        "IPIngressFilterPath=%y".to_owned(),
+        "IPIngressFilterPath=/a/../b".to_owned(),
+        "IPIngressFilterPath=/x/..".to_owned(),
+        "IPIngressFilterPath=/..".to_owned(),
+        "IPIngressFilterPath=/a/./b".to_owned(),
+        "IPIngressFilterPath=%n".to_owned(),
+        "IPIngressFilterPath=/%z".to_owned(),
+        format!("IPIngressFilterPath=/{long}"),
+        format!("IPIngressFilterPath=/{max}"),
+        format!("IPIngressFilterPath=/{}", "a/".repeat(2100)),
+        format!("RootDirectory=/{long}"),
+        format!("RootDirectory=/{max}"),
+        format!("RootDirectory=/{}", "a/".repeat(2047)),
+        format!("RootDirectory=/{}", "a/".repeat(2048)),
+        format!("RootDirectory=/{}a", "/".repeat(4200)),
+        format!("RootImage=/{long}"),
+        format!("DevicePolicy=closed\nDeviceAllow=/dev/{long} rw"),
+        format!(
+            "DevicePolicy=closed\nDeviceAllow=/dev/{} rw",
+            "a/".repeat(2100)
+        ),
+        format!("DevicePolicy=closed\nDeviceAllow=char-{}", "a".repeat(4100)),
+    ];
+    let files: Vec<(String, Vec<u8>)> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let text = format!("[Service]\nExecStart=/bin/true\n{l}\n");
+            (format!("p{i}.service"), text.into_bytes())
+        })
+        .collect();
+    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    let paths = write_all(&dir, &files);
+
+    let bad = compare_each(&paths, &[], analyze_file);
+
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Red-team: systemd-analyze refuses a unit file whose name is not a valid
+/// unit name ("Failed to prepare filename ...: Invalid argument"): only
+/// ASCII letters, digits and `:-_.\` (and `@` for templates and
+/// instances), not starting with `@`, under 256 bytes once a template is
+/// named as its instance `i`. rip-audit scored `a b.service`,
+/// `a+b.service`, `ünï.service` and the like.
+#[test]
+fn redteam_invalid_unit_name_is_refused() {
+    let dir = test_dir("redteam_unit_names");
+    let text = b"[Service]\nExecStart=/bin/true\n".to_vec();
+    let long_template = format!("{}@.service", "a".repeat(246));
+    let fits_template = format!("{}@.service", "a".repeat(245));
+    let long_plain = format!("{}.service", "a".repeat(247));
+    let names = [
+        "@x.service",
+        "a b.service",
+        "a%b.service",
+        "a+b.service",
+        "a,b.service",
+        "a~b.service",
+        "ünï.service",
+        "a:b.service",
+        "a\\b.service",
+        "a@b@c.service",
+        "-.service",
+        ".a.service",
+        "a..b.service",
+        &long_template,
+        &fits_template,
+        &long_plain,
+    ];
+    let files: Vec<(&str, Vec<u8>)> = names.iter().map(|n| (*n, text.clone())).collect();
+    let paths = write_all(&dir, &files);
+
+    let bad = compare_each(&paths, &[], analyze_file);
+
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}

@@ -464,7 +464,7 @@ fn removed(ret: libc::c_long) -> io::Result<()> {
 
 /// Whether `name` in `dir`, not followed, carries `acl`: one
 /// `getxattrat(dir, name, AT_SYMLINK_NOFOLLOW)` asking only for the size,
-/// or `lgetxattr` through [`proc_at`] on older kernels. Only a look: what
+/// or `lgetxattr` through `proc_at` on older kernels. Only a look: what
 /// it answers about a name the app may swap is acted on through an fd
 /// checked to hold the inode seen (or by name in a directory no app can
 /// change).
@@ -544,7 +544,7 @@ pub fn remove_acl_fd(fd: BorrowedFd<'_>, acl: Acl, o_path: bool) -> io::Result<(
 
 /// Remove `acl` from `name` in `dir`, not following a symlink
 /// (`removexattrat(dir, name, AT_SYMLINK_NOFOLLOW)`, or `lremovexattr`
-/// through [`proc_at`] on older kernels). Only for names in a directory no
+/// through `proc_at` on older kernels). Only for names in a directory no
 /// one else can change, like [`chmod_at_nofollow`].
 pub fn remove_acl_at_nofollow(dir: BorrowedFd<'_>, name: &CStr, acl: Acl) -> io::Result<()> {
     if xattrat_works() {
