@@ -1320,7 +1320,7 @@ fn acl_tree(s: &Scratch) -> PathBuf {
     h
 }
 
-/// TODO(#8) resolved: named ACL entries used to stay effective (chmod only
+/// Issue #8: named ACL entries used to stay effective (chmod only
 /// set their mask); now every ACL under the tree is removed and reported.
 #[test]
 fn posix_acls_are_removed_and_reported() {
