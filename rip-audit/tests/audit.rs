@@ -1696,6 +1696,21 @@ fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> Vec<PathBuf> {
         .collect()
 }
 
+/// One service per line of `lines` (`PREFIX<n>.service`), each a runnable
+/// `[Service]` with that line added.
+fn write_services(dir: &Path, prefix: &str, lines: &[impl AsRef<str>]) -> Vec<PathBuf> {
+    let files: Vec<(String, Vec<u8>)> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let text = format!("[Service]\nExecStart=/bin/true\n{}\n", l.as_ref());
+            (format!("{prefix}{i}.service"), text.into_bytes())
+        })
+        .collect();
+    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    write_all(dir, &files)
+}
+
 /// Red-team: systemd's `read_line()` ends a line at `\r` or a NUL as well
 /// as `\n` (`\r\n` and `\n\r` being one end of line), and drops a UTF-8
 /// BOM from the first non-comment line that has one, not only from the
@@ -2053,16 +2068,7 @@ fn redteam_directive_values_parse_like_systemd() {
         "DevicePolicy=closed\nDeviceAllow=/sys/x",
         "DevicePolicy=closed\nDeviceAllow=/run/systemd/inaccessible/chr",
     ];
-    let files: Vec<(String, Vec<u8>)> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let text = format!("[Service]\nExecStart=/bin/true\n{l}\n");
-            (format!("v{i}.service"), text.into_bytes())
-        })
-        .collect();
-    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
-    let paths = write_all(&dir, &files);
+    let paths = write_services(&dir, "v", &lines);
 
     let bad = compare_each(&paths, &[], analyze_file);
 
@@ -2220,16 +2226,7 @@ fn redteam_path_settings_resolve_and_validate_like_systemd() {
         ),
         format!("DevicePolicy=closed\nDeviceAllow=char-{}", "a".repeat(4100)),
     ];
-    let files: Vec<(String, Vec<u8>)> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let text = format!("[Service]\nExecStart=/bin/true\n{l}\n");
-            (format!("p{i}.service"), text.into_bytes())
-        })
-        .collect();
-    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
-    let paths = write_all(&dir, &files);
+    let paths = write_services(&dir, "p", &lines);
 
     let bad = compare_each(&paths, &[], analyze_file);
 
