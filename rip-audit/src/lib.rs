@@ -477,6 +477,10 @@ impl<T> Ready<T> {
         self.set.notify_all();
     }
 
+    fn get(&self) -> Option<&T> {
+        self.value.get()
+    }
+
     fn wait(&self) -> &T {
         if let Some(v) = self.value.get() {
             return v;
@@ -492,87 +496,156 @@ impl<T> Ready<T> {
 }
 
 /// `--unit ... --format scores`: the lean path. The files are cut into
-/// small batches that worker threads take in turn from a shared counter,
-/// so a thread slowed down by a busy machine does not hold the others
-/// back. The workers start at once: while the calling thread lists the
-/// drop-in directories, each reads the fragments of its first batch. Then
-/// the calling thread writes the batches' lines in argument order as they
-/// come in, so output overlaps the work. On an error (a unit that cannot
-/// be read), the workers stop and the lines already written stay.
+/// small batches that the threads (the calling one among them) take in
+/// turn from a shared counter, so a thread slowed down by a busy machine
+/// does not hold the others back. While the calling thread lists the
+/// drop-in directories, the others read and apply the fragments of the
+/// batches they take (up to eight each), and finish them
+/// (drop-ins, score, line) once the listing is there. Between its own
+/// batches the calling thread writes the lines of the finished ones, in
+/// argument order, so output overlaps the work. On an error (a unit that
+/// cannot be read, a failed write), every thread stops taking batches; the
+/// lines of the batches before the failing one are written, no later one.
 fn run_scores(args: &cli::Cli, root: &Root, mut out: impl Write) -> anyhow::Result<Exit> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     const BATCH: usize = 32;
+    // At most this many batches a thread holds read before the listing.
+    const EARLY: usize = 8;
+    // One thread more than there are CPUs: a new thread may start on the
+    // CPU of the one that made it, and the kernel can take milliseconds to
+    // move it to an idle one; with one more, every CPU has work at once.
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-        .clamp(1, 8);
+        .clamp(1, 8)
+        + 1;
     let batches: Vec<&[PathBuf]> = args.units.chunks(BATCH).collect();
     let next = AtomicUsize::new(0);
+    let all_ok = AtomicBool::new(true);
     let index = Ready::new();
-    let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<(usize, Vec<u8>, bool)>>();
-    let work = |tx: std::sync::mpsc::Sender<_>| {
-        let mut first = true;
-        loop {
-            let b = next.fetch_add(1, Ordering::Relaxed);
-            let Some(batch) = batches.get(b) else {
-                return;
+    let done = std::sync::Mutex::new(Done::default());
+    let audit = |p: &PathBuf| format!("cannot audit {p:?}");
+    let start = |batch: &[PathBuf]| -> anyhow::Result<Vec<Started>> {
+        batch
+            .iter()
+            .map(|p| start_unit(p, false).with_context(|| audit(p)))
+            .collect()
+    };
+    let finish = |batch: &[PathBuf], started: Option<Vec<Started>>| -> anyhow::Result<Vec<u8>> {
+        let idx: &unitfile::DropinIndex = index.wait();
+        let mut buf = Vec::with_capacity(batch.len() * 128);
+        let mut started = started.into_iter().flatten();
+        for p in batch {
+            let st = match started.next() {
+                Some(st) => st,
+                None => start_unit(p, idx.is_regular(p)).with_context(|| audit(p))?,
             };
-            let done = (|| {
-                let mut buf = Vec::with_capacity(batch.len() * 2048);
-                let mut ok = true;
-                let audit = |p: &PathBuf| format!("cannot audit {p:?}");
-                // The first batch's fragments are read before the index
-                // is awaited (without it, each is read to EOF).
-                let started = if first {
-                    let s: anyhow::Result<Vec<Started>> = batch
-                        .iter()
-                        .map(|p| start_unit(p, false).with_context(|| audit(p)))
-                        .collect();
-                    Some(s?)
-                } else {
-                    None
-                };
-                let idx: &unitfile::DropinIndex = index.wait();
-                let mut started = started.into_iter().flatten();
-                for p in *batch {
-                    let st = match started.next() {
-                        Some(st) => st,
-                        None => start_unit(p, idx.is_regular(p)).with_context(|| audit(p))?,
-                    };
-                    let sc = finish_unit(&mut buf, root, idx, p, st).with_context(|| audit(p))?;
-                    ok &= !matches!(args.threshold, Some(t) if sc > t);
+            let sc = finish_unit(&mut buf, root, idx, p, st).with_context(|| audit(p))?;
+            if matches!(args.threshold, Some(t) if sc > t) {
+                all_ok.store(false, Ordering::Relaxed);
+            }
+        }
+        Ok(buf)
+    };
+    let hand_in = |b: usize, result: anyhow::Result<Vec<u8>>| {
+        let mut d = done.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(buf) => {
+                d.ready.insert(b, buf);
+            }
+            Err(e) => {
+                if !d.failed.as_ref().is_some_and(|(f, _)| *f < b) {
+                    d.failed = Some((b, e));
                 }
-                Ok((b, buf, ok))
-            })();
-            first = false;
-            let failed = done.is_err();
-            if tx.send(done).is_err() || failed {
-                // Nothing more is wanted: let every worker run out of batches.
+                // Nothing more is wanted: let every thread run out of
+                // batches.
                 next.store(usize::MAX / 2, Ordering::Relaxed);
-                return;
             }
         }
     };
-    std::thread::scope(|sc| -> anyhow::Result<Exit> {
-        for _ in 0..threads.min(batches.len()) {
-            let tx = tx.clone();
-            sc.spawn(|| work(tx));
+    // The calling thread writes the batches that are in turn.
+    let mut want = 0;
+    let mut write_ready = |out: &mut dyn Write| -> std::io::Result<()> {
+        loop {
+            let buf = {
+                let mut d = done.lock().unwrap_or_else(|e| e.into_inner());
+                match d.ready.remove(&want) {
+                    Some(buf) => buf,
+                    None => return Ok(()),
+                }
+            };
+            out.write_all(&buf)?;
+            want += 1;
         }
-        drop(tx);
-        index.put(unitfile::DropinIndex::new(root, &args.units));
-        let (mut pending, mut want, mut all_ok) = (BTreeMap::new(), 0, true);
-        for done in rx {
-            let (b, buf, ok) = done?;
-            all_ok &= ok;
-            pending.insert(b, buf);
-            while let Some(buf) = pending.remove(&want) {
-                out.write_all(&buf)?;
-                want += 1;
+    };
+    let work = |after_batch: &mut dyn FnMut()| {
+        // Batches whose fragments were read before the listing was there.
+        let mut early: Vec<(usize, anyhow::Result<Vec<Started>>)> = Vec::new();
+        loop {
+            let mut listed = index.get().is_some();
+            if !listed && early.len() >= EARLY {
+                index.wait();
+                listed = true;
+            }
+            if listed {
+                for (b, started) in early.drain(..) {
+                    hand_in(b, started.and_then(|s| finish(batches[b], Some(s))));
+                }
+            }
+            let b = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&batch) = batches.get(b) else { break };
+            if listed {
+                hand_in(b, finish(batch, None));
+                after_batch();
+            } else {
+                early.push((b, start(batch)));
             }
         }
-        out.flush()?;
-        Ok(if all_ok { Exit::Ok } else { Exit::Negative })
+        for (b, started) in early {
+            hand_in(b, started.and_then(|s| finish(batches[b], Some(s))));
+        }
+    };
+    let mut write_failed = None;
+    std::thread::scope(|sc| {
+        for _ in 1..threads.min(batches.len()) {
+            sc.spawn(|| work(&mut || ()));
+        }
+        index.put(unitfile::DropinIndex::new(root, &args.units));
+        work(&mut || {
+            if write_failed.is_none() {
+                if let Err(e) = write_ready(&mut out) {
+                    write_failed = Some(e);
+                    next.store(usize::MAX / 2, Ordering::Relaxed);
+                }
+            }
+        });
+    });
+    if write_failed.is_none() {
+        // The rest, now that every thread is done.
+        write_failed = write_ready(&mut out).err();
+    }
+    let failed = done.into_inner().unwrap_or_else(|e| e.into_inner()).failed;
+    if let Some((_, e)) = failed {
+        return Err(e);
+    }
+    if let Some(e) = write_failed {
+        return Err(e.into());
+    }
+    out.flush()?;
+    Ok(if all_ok.into_inner() {
+        Exit::Ok
+    } else {
+        Exit::Negative
     })
+}
+
+/// The batches of `--format scores` handed in by the threads.
+#[derive(Default)]
+struct Done {
+    /// Lines of finished batches not written yet, by batch.
+    ready: BTreeMap<usize, Vec<u8>>,
+    /// The first batch that failed, and why.
+    failed: Option<(usize, anyhow::Error)>,
 }
 
 /// Audit unit files given with --unit (no specs): score and lint.

@@ -118,7 +118,12 @@ pub fn parse_ini(text: &str, file: &Path) -> (Vec<Assignment>, Vec<SyntaxIssue>)
 /// repeats and no NUL came before (`\r\n` and `\n\r` are one end of line,
 /// `\n\n` two).
 fn next_line(bytes: &[u8], at: usize) -> (&[u8], usize) {
-    let end = memchr::memchr3(b'\n', b'\r', 0, &bytes[at..]).map_or(bytes.len(), |n| at + n);
+    // A plain scan: lines are short, and the memchr crate would first ask
+    // the CPU for its features (CPUID, slow under a hypervisor).
+    let end = bytes[at..]
+        .iter()
+        .position(|&b| matches!(b, b'\n' | b'\r' | 0))
+        .map_or(bytes.len(), |n| at + n);
     let (mut next, mut seen) = (end, 0u8);
     while let Some(&c) = bytes.get(next) {
         let kind = match c {
@@ -158,6 +163,9 @@ pub fn parse_ini_with(
         too_long: true,
         fatal: true,
     };
+    // A file valid as a whole (as most are) has every line valid: its
+    // lines are then cut from it as text, not checked one by one.
+    let whole = systemd_utf8(bytes);
     let (mut at, mut line, mut bom_seen) = (0, 0, false);
     while at < bytes.len() {
         let (raw, next) = next_line(bytes, at);
@@ -194,8 +202,16 @@ pub fn parse_ini_with(
             cont = Some((text, start));
             continue;
         }
+        let valid = match (&text, whole) {
+            (Cow::Borrowed(l), Some(w)) => {
+                let from = l.as_ptr() as usize - bytes.as_ptr() as usize;
+                w.get(from..from + l.len())
+            }
+            _ => None,
+        };
         if !parse_line(
             &text,
+            valid,
             start,
             shared_file,
             &mut section,
@@ -208,6 +224,7 @@ pub fn parse_ini_with(
     if let Some((text, start)) = cont {
         parse_line(
             &text,
+            None,
             start,
             shared_file,
             &mut section,
@@ -278,10 +295,12 @@ pub fn is_ws(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r')
 }
 
-/// Parse one (joined) line. Returns false where systemd's `parse_line()`
-/// fails, which ends the file (the issue is `fatal`).
+/// Parse one (joined) line, given as text too when it is known to be
+/// valid. Returns false where systemd's `parse_line()` fails, which ends
+/// the file (the issue is `fatal`).
 fn parse_line(
     text: &[u8],
+    valid: Option<&str>,
     line: usize,
     file: &Arc<Path>,
     section: &mut Option<Arc<str>>,
@@ -302,7 +321,8 @@ fn parse_line(
     if l.is_empty() || l.starts_with(b"#") || l.starts_with(b";") {
         return true;
     }
-    let Some(l) = systemd_utf8(l) else {
+    // `valid`: `text` as text, known to be valid.
+    let Some(l) = valid.map(trim_ws).or_else(|| systemd_utf8(l)) else {
         let shown = String::from_utf8_lossy(l);
         return issue(format!("line is not valid UTF-8: {shown:?}"), true);
     };
@@ -711,7 +731,9 @@ pub fn read_one(
 /// length read. One open, read and close per file: for a `regular` file a
 /// short read is its end (Linux reads regular files in full up to EOF), so
 /// the extra read that would return 0 is skipped; anything else (a
-/// symlink) is read until a read returns 0. The file is opened without
+/// symlink, a file not listed) is read until a read returns 0, or until a
+/// short read that reaches the size `fstat` gives when that shows a
+/// regular file (a file of /proc shows size 0 and is read to the end). The file is opened without
 /// blocking and must be a regular file: a character device (a unit masked
 /// with a link to /dev/null) reads as empty, as systemd takes it for an
 /// empty (masked) file, and anything else (a FIFO, a socket) is an error
@@ -725,8 +747,15 @@ pub fn read_file(path: &Path, buf: &mut Vec<u8>, regular: bool) -> std::io::Resu
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)?;
+    // A regular file opened through a link: a short read that brought it
+    // to the size its status gave is its end too.
+    let mut size = None;
     if !regular {
-        let t = f.metadata()?.file_type();
+        let m = f.metadata()?;
+        let t = m.file_type();
+        if t.is_file() {
+            size = Some(m.len());
+        }
         if t.is_char_device() {
             return Ok(0);
         }
@@ -749,7 +778,7 @@ pub fn read_file(path: &Path, buf: &mut Vec<u8>, regular: bool) -> std::io::Resu
             Err(e) => return Err(e),
         };
         len += n;
-        if n == 0 || (regular && n < want) {
+        if n == 0 || (n < want && (regular || size == Some(len as u64))) {
             return Ok(len);
         }
     }
@@ -764,6 +793,30 @@ mod tests {
         let (a, _) = parse_ini("[Service]\nNoNewPrivileges=yes # x\n", Path::new("f"));
 
         assert_eq!(a[0].value, "yes # x");
+    }
+
+    #[test]
+    fn a_file_invalid_only_in_a_comment_parses_as_the_valid_one() {
+        let valid = "[Service]\r\nUser=caf\u{e9}\nSystemCallFilter=@a \\\n  @b\n\u{feff}X=1\n";
+        let with_bad_comment = [b"# \xe9\n".as_slice(), valid.as_bytes()].concat();
+        let f: Arc<Path> = Arc::from(Path::new("f"));
+        let lines = |bytes: &[u8]| {
+            let mut out = Vec::new();
+            let issues = parse_ini_with(bytes, &f, |l| {
+                out.push((l.key.to_owned(), l.value.to_owned(), l.line))
+            });
+            (out, issues)
+        };
+
+        let (a, ia) = lines(valid.as_bytes());
+        let (b, ib) = lines(&with_bad_comment);
+
+        assert!(ia.is_empty() && ib.is_empty());
+        assert_eq!(a.len(), 3);
+        assert_eq!(a[0], ("User".into(), "caf\u{e9}".into(), 2));
+        assert_eq!(a[1].1, "@a    @b");
+        let shifted: Vec<_> = a.into_iter().map(|(k, v, n)| (k, v, n + 1)).collect();
+        assert_eq!(b, shifted);
     }
 
     #[test]

@@ -2271,3 +2271,42 @@ fn redteam_invalid_unit_name_is_refused() {
 
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// `--format scores` over many units with one that cannot be read: exit 2,
+/// an error naming the file, and on stdout only whole lines for units
+/// before it, in argument order (never the bad one or one after it),
+/// however the threads share the work. A unit whose symlink stands in for
+/// a regular file reads the same as the file.
+#[test]
+fn scores_format_stops_at_an_unreadable_unit_and_keeps_order() {
+    let dir = test_dir("scores-error");
+    let files = gen::write_units(&dir, 0x0bad_5eed, 300);
+    let fifo = dir.join("zz-fifo.service");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success());
+    let link = dir.join("zz-link.service");
+    std::os::unix::fs::symlink(&files[0], &link).unwrap();
+    let mut paths: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    let bad_at = 250;
+    paths.insert(bad_at, fifo.to_str().unwrap());
+    paths.insert(10, link.to_str().unwrap());
+    let bad_at = bad_at + 1;
+
+    for _ in 0..5 {
+        let args = [&["--format", "scores", "--unit"][..], &paths].concat();
+        let (code, lines, out) = rip_audit(&args, "");
+
+        assert_eq!(code, 2, "{}", show("scores with a fifo", &out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("zz-fifo.service"), "{err}");
+        assert!(lines.len() < bad_at, "{}", show("scores with a fifo", &out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.is_empty() || text.ends_with('\n'), "{text}");
+        for (l, p) in lines.iter().zip(&paths) {
+            assert_eq!(l["path"], *p, "{}", show("scores with a fifo", &out));
+        }
+        if lines.len() > 10 {
+            assert_eq!(lines[10]["score"], lines[0]["score"]);
+        }
+    }
+}
