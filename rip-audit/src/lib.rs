@@ -6,6 +6,7 @@ pub mod cli;
 pub mod finding;
 pub mod isolation;
 pub mod lint;
+pub mod lookup;
 pub mod model;
 pub mod observe;
 pub mod score;
@@ -108,6 +109,7 @@ pub fn audit_indexed(
     let (assignments, syntax) = unitfile::read_all(&files)?;
     let mut settings = model::settings(&files.name, &files.fragment, assignments);
     fragment_too_long(&files, &syntax, &mut settings);
+    settings.fatal.extend(files.not_found.clone());
     let sc = score::score(&settings);
     let loaded = loads(&settings);
     // The unit file alone, to see what the drop-ins change.
@@ -401,38 +403,69 @@ struct Started {
     syntax: Vec<unitfile::SyntaxIssue>,
 }
 
-/// Read and apply the fragment `host_path` (a `regular` file is read
-/// without the final read for EOF).
-fn start_unit(host_path: &Path, regular: bool) -> anyhow::Result<Started> {
-    let name = unitfile::unit_name(host_path)?;
+/// Read and apply the fragment of `files` (a regular file is read without
+/// the final read for EOF; nothing is read for a unit systemd does not
+/// find).
+fn start_unit(files: &unitfile::UnitFiles) -> anyhow::Result<Started> {
+    let (name, host_path) = (files.name.as_str(), files.fragment.as_path());
     // Lines go straight into the settings: nothing is kept for a lint.
     let mut settings = model::Settings::new(name);
     settings.details = false;
     settings.fragment = Some(std::sync::Arc::from(host_path));
-    let syntax = unitfile::read_one(host_path, regular, |l| settings.apply(&l))?;
+    let syntax = if files.not_found.is_none() {
+        let within = files.root.as_deref();
+        unitfile::read_one(host_path, within, files.fragment_regular, |l| {
+            settings.apply(&l)
+        })?
+    } else {
+        Vec::new()
+    };
     Ok(Started { settings, syntax })
 }
 
-/// Apply the drop-ins of a started unit, score it and append its
-/// `--format scores` line; returns the score. The same steps as
-/// [`audit_indexed`] without the report.
+/// Read and apply the file given, before the search path is indexed (on
+/// the host only): the guess that it is the unit's fragment is checked in
+/// [`finish_unit`].
+fn start_given(host_path: &Path) -> anyhow::Result<Started> {
+    start_unit(&unitfile::UnitFiles {
+        name: unitfile::unit_name(host_path)?.to_owned(),
+        fragment: host_path.to_path_buf(),
+        dropins: Vec::new(),
+        fragment_regular: false,
+        not_found: None,
+        root: None,
+    })
+}
+
+/// Find the unit's files (the fragment read early is used if it is the
+/// one), apply the drop-ins, score it and append its `--format scores`
+/// line; returns the score. The same steps as [`audit_indexed`] without
+/// the report.
 fn finish_unit(
     buf: &mut Vec<u8>,
     root: &Root,
     idx: &unitfile::DropinIndex,
     host_path: &Path,
-    started: Started,
+    started: Option<Started>,
 ) -> anyhow::Result<u64> {
+    let files = idx.locate(host_path)?;
+    let guessed = files.not_found.is_none()
+        && files.fragment == host_path
+        && unitfile::unit_name(host_path).ok() == Some(files.name.as_str());
     let Started {
         mut settings,
         mut syntax,
-    } = started;
-    let files = idx.locate(host_path)?;
+    } = match started {
+        Some(st) if guessed => st,
+        _ => start_unit(&files)?,
+    };
     for d in &files.dropins {
-        syntax.extend(unitfile::read_one(d, true, |l| settings.apply(&l))?);
+        let within = files.root.as_deref();
+        syntax.extend(unitfile::read_one(d, within, true, |l| settings.apply(&l))?);
     }
     settings.finish();
     fragment_too_long(&files, &syntax, &mut settings);
+    settings.fatal.extend(files.not_found.clone());
     let (sc, _) = score::summary(&settings);
     // Under `/`, a path without `//`, `/./` or a trailing `/` or `/.` is
     // shown as given: what `Root::strip` would make of it, unallocated.
@@ -528,7 +561,7 @@ fn run_scores(args: &cli::Cli, root: &Root, mut out: impl Write) -> anyhow::Resu
     let start = |batch: &[PathBuf]| -> anyhow::Result<Vec<Started>> {
         batch
             .iter()
-            .map(|p| start_unit(p, false).with_context(|| audit(p)))
+            .map(|p| start_given(p).with_context(|| audit(p)))
             .collect()
     };
     let finish = |batch: &[PathBuf], started: Option<Vec<Started>>| -> anyhow::Result<Vec<u8>> {
@@ -536,11 +569,8 @@ fn run_scores(args: &cli::Cli, root: &Root, mut out: impl Write) -> anyhow::Resu
         let mut buf = Vec::with_capacity(batch.len() * 128);
         let mut started = started.into_iter().flatten();
         for p in batch {
-            let st = match started.next() {
-                Some(st) => st,
-                None => start_unit(p, idx.is_regular(p)).with_context(|| audit(p))?,
-            };
-            let sc = finish_unit(&mut buf, root, idx, p, st).with_context(|| audit(p))?;
+            let sc =
+                finish_unit(&mut buf, root, idx, p, started.next()).with_context(|| audit(p))?;
             if matches!(args.threshold, Some(t) if sc > t) {
                 all_ok.store(false, Ordering::Relaxed);
             }
@@ -583,7 +613,9 @@ fn run_scores(args: &cli::Cli, root: &Root, mut out: impl Write) -> anyhow::Resu
         let mut early: Vec<(usize, anyhow::Result<Vec<Started>>)> = Vec::new();
         loop {
             let mut listed = index.get().is_some();
-            if !listed && early.len() >= EARLY {
+            // Under --root nothing is read before the listing says which
+            // file is the fragment and how to reach it inside the root.
+            if !listed && (early.len() >= EARLY || !root.is_host()) {
                 index.wait();
                 listed = true;
             }

@@ -1955,8 +1955,9 @@ fn redteam_dropins_apply_in_systemds_order() {
 /// Red-team: a unit file that is a FIFO made rip-audit block forever in
 /// open() (systemd-analyze says "not found"), and one linked to /dev/zero
 /// made it read until memory ran out (systemd takes any character device
-/// for /dev/null: a masked unit). Now a FIFO is an error and a character
-/// device reads as empty, in both modes.
+/// for /dev/null: a masked unit). Now a FIFO is not found, as systemd has
+/// it (its name map takes only files and links), and a character device
+/// reads as empty, in both modes.
 #[test]
 fn redteam_unit_file_that_is_not_a_regular_file() {
     use std::time::{Duration, Instant};
@@ -1986,18 +1987,20 @@ fn redteam_unit_file_that_is_not_a_regular_file() {
 
     for mode in [&["--observe=no"][..], &["--format", "scores"]] {
         let out = run(&[mode, &["--unit", f]].concat());
-        assert_eq!(out.status.code(), Some(2), "{}", show("fifo", &out));
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("not a regular file"),
-            "{}",
-            show("fifo", &out)
-        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("\"loaded\":false"), "{}", show("fifo", &out));
+        assert_ne!(out.status.code(), Some(2), "{}", show("fifo", &out));
+        if mode.len() == 1 {
+            assert!(text.contains("not found"), "{}", show("fifo", &out));
+        }
         let out = run(&[mode, &["--unit", z]].concat());
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("\"loaded\":false"), "{}", show("zero", &out));
     }
     let masked = analyze_file(&zero).unwrap_err();
     assert!(masked.contains("masked"), "{masked}");
+    let not_found = analyze_file(&fifo).unwrap_err();
+    assert!(not_found.contains("not found"), "{not_found}");
 }
 
 /// Red-team: each list directive splits its words as its systemd 252
@@ -2275,15 +2278,17 @@ fn redteam_invalid_unit_name_is_refused() {
 /// `--format scores` over many units with one that cannot be read: exit 2,
 /// an error naming the file, and on stdout only whole lines for units
 /// before it, in argument order (never the bad one or one after it),
-/// however the threads share the work. A unit whose symlink stands in for
-/// a regular file reads the same as the file.
+/// however the threads share the work. A link to a unit in the same
+/// directory is an alias of it: the same line.
 #[test]
 fn scores_format_stops_at_an_unreadable_unit_and_keeps_order() {
     let dir = test_dir("scores-error");
     let files = gen::write_units(&dir, 0x0bad_5eed, 300);
-    let fifo = dir.join("zz-fifo.service");
-    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let pipe = test_dir("scores-error-fifo").join("pipe");
+    let st = Command::new("mkfifo").arg(&pipe).status().unwrap();
     assert!(st.success());
+    let fifo = dir.join("zz-fifo.service");
+    std::os::unix::fs::symlink(&pipe, &fifo).unwrap();
     let link = dir.join("zz-link.service");
     std::os::unix::fs::symlink(&files[0], &link).unwrap();
     let mut paths: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
@@ -2302,11 +2307,216 @@ fn scores_format_stops_at_an_unreadable_unit_and_keeps_order() {
         assert!(lines.len() < bad_at, "{}", show("scores with a fifo", &out));
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.is_empty() || text.ends_with('\n'), "{text}");
-        for (l, p) in lines.iter().zip(&paths) {
-            assert_eq!(l["path"], *p, "{}", show("scores with a fifo", &out));
+        for (i, (l, p)) in lines.iter().zip(&paths).enumerate() {
+            // The link is an alias: the unit it leads to is scored.
+            let want = if i == 10 { paths[0] } else { p };
+            assert_eq!(l["path"], want, "{}", show("scores with a fifo", &out));
         }
         if lines.len() > 10 {
-            assert_eq!(lines[10]["score"], lines[0]["score"]);
+            assert_eq!(lines[10], lines[0]);
         }
     }
+}
+
+/// systemd-analyze once over `files` (so that their directories make one
+/// search path, in order): one array of rows per unit it loads.
+fn analyze_together(files: &[PathBuf]) -> Vec<Vec<Value>> {
+    let policy = files[0].with_file_name("EMPTY.json");
+    std::fs::write(&policy, "{}").unwrap();
+    let res = Command::new(systemd_analyze_or_fail())
+        .env("SYSTEMD_ANALYZE_DEBUG", "1")
+        .env("SYSTEMD_LOG_LEVEL", "err")
+        .args(["security", "--offline=true", "--json=short"])
+        .arg(format!("--security-policy={}", policy.display()))
+        .args(files)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&res.stdout)
+        .lines()
+        .filter(|l| l.starts_with('['))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Red-team (issue 9): systemd finds a unit by name along the search path
+/// (the given files' directories first, in order), not by the path given.
+/// A link to a unit on the path is an alias: the unit at the end of the
+/// chain is scored, with the drop-ins of every name that leads to it. A
+/// link elsewhere is a linked unit file, read through, with its own
+/// name's drop-ins only. A broken, looping or self alias, a link to
+/// nothing and a FIFO are not found; a link to /dev/null is masked. A file
+/// whose name an earlier directory also has is shadowed by that one.
+/// rip-audit read each file given under its own name.
+#[test]
+fn redteam_aliases_linked_files_and_shadowing_as_systemd_finds_them() {
+    use std::os::unix::fs::symlink;
+    let t = test_dir("redteam_aliases");
+    let (a, b, out) = (t.join("a"), t.join("b"), t.join("outside"));
+    let unit = |lines: &str| format!("[Service]\nExecStart=/bin/true\n{lines}\n").into_bytes();
+    let conf = |line: &str| format!("[Service]\n{line}\n").into_bytes();
+    write_all(
+        &a,
+        &[
+            ("bar.service", unit("PrivateTmp=yes")),
+            ("bar.service.d/y.conf", conf("ProtectSystem=strict")),
+            ("foo.service.d/x.conf", conf("NoNewPrivileges=yes")),
+            ("self.service.d/z.conf", conf("ProtectHome=yes")),
+            // Same file name under two names: the unit's own name wins.
+            ("bar.service.d/same.conf", conf("ProtectClock=yes")),
+            ("foo.service.d/same.conf", conf("ProtectClock=no")),
+            ("linked.service.d/w.conf", conf("PrivateDevices=yes")),
+            ("t@.service", unit("LockPersonality=yes")),
+            ("t@.service.d/v.conf", conf("RestrictRealtime=yes")),
+            ("a-t@.service.d/u.conf", conf("ProtectHostname=yes")),
+            ("plain.service", unit("User=nobody")),
+        ],
+    );
+    write_all(
+        &out,
+        &[
+            ("real.service", unit("User=nobody")),
+            ("real.service.d/r.conf", conf("PrivateNetwork=yes")),
+        ],
+    );
+    write_all(&b, &[("bar.service", unit("RestrictSUIDSGID=yes"))]);
+    symlink("bar.service", a.join("foo.service")).unwrap();
+    symlink("foo.service", a.join("self.service")).unwrap();
+    symlink(a.join("bar.service"), a.join("abs.service")).unwrap();
+    symlink("../a/./bar.service", a.join("dots.service")).unwrap();
+    symlink(out.join("real.service"), a.join("linked.service")).unwrap();
+    symlink("t@.service", a.join("a-t@.service")).unwrap();
+    symlink("nothere.service", a.join("broken.service")).unwrap();
+    symlink("loop2.service", a.join("loop1.service")).unwrap();
+    symlink("loop1.service", a.join("loop2.service")).unwrap();
+    symlink("self2.service", a.join("self2.service")).unwrap();
+    symlink("bar.socket", a.join("socket.service")).unwrap();
+    symlink("/dev/null", a.join("masked.service")).unwrap();
+    symlink(t.join("gone/x.service"), a.join("gone.service")).unwrap();
+    nix::unistd::mkfifo(
+        &a.join("fifo.service"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let names = [
+        "bar", "foo", "self", "abs", "dots", "linked", "t@", "a-t@", "plain", "broken", "loop1",
+        "self2", "socket", "masked", "gone", "fifo",
+    ];
+    let files: Vec<PathBuf> = names
+        .iter()
+        .map(|n| a.join(format!("{n}.service")))
+        .collect();
+
+    // One at a time: the file's own directory comes first.
+    let mut bad = compare_each(&files, &[], analyze_file);
+
+    // Together with b/ first: bar.service is b's, for the alias too.
+    let together = [
+        b.join("bar.service"),
+        a.join("foo.service"),
+        a.join("bar.service"),
+    ];
+    let want = analyze_together(&together);
+    let paths: Vec<&str> = together.iter().map(|f| f.to_str().unwrap()).collect();
+    let (_, got, o) = rip_audit(&[&["--observe=no", "--unit"][..], &paths].concat(), "");
+    assert_eq!((want.len(), got.len()), (3, 3), "{}", show("together", &o));
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        let (w, g) = (systemd_rows(w), rip_rows(&g["rip_audit"]["unit"]));
+        for (field, row) in &w {
+            if g.get(field) != Some(row) {
+                bad.push(format!(
+                    "together #{i}: {field}: systemd {row:?}, rip-audit {:?}",
+                    g.get(field)
+                ));
+            }
+        }
+    }
+    assert_eq!(got[1]["rip_audit"]["unit"]["name"], "bar.service");
+    assert_eq!(got[1]["rip_audit"]["unit"]["path"], paths[0]);
+
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Red-team (issue 9): under `--root`, units are found by name on the
+/// root's search path, as `systemd-analyze --root` loads them: an earlier
+/// directory's file of the same name shadows the one given, an absolute
+/// alias link is read as a path inside the root. Links are resolved inside
+/// the root: a unit or drop-in linked to `/etc/shadow` or `/opt/x` is read
+/// from the root, never from this machine (where systemd-analyze would
+/// read it; rip-audit deliberately does not).
+#[test]
+fn redteam_units_under_root_found_by_name_and_read_inside_it() {
+    use std::os::unix::fs::symlink;
+    let root = test_dir("redteam_root_lookup").join("root");
+    let (e, l) = (
+        root.join("etc/systemd/system"),
+        root.join("lib/systemd/system"),
+    );
+    let unit = |lines: &str| format!("[Service]\nExecStart=/bin/true\n{lines}\n").into_bytes();
+    write_all(
+        &l,
+        &[
+            ("bar.service", unit("PrivateTmp=yes")),
+            ("shadowed.service", unit("PrivateTmp=yes")),
+            (
+                "bar.service.d/b.conf",
+                b"[Service]\nProtectSystem=strict\n".to_vec(),
+            ),
+        ],
+    );
+    write_all(
+        &e,
+        &[
+            ("shadowed.service", unit("User=nobody")),
+            (
+                "foo.service.d/f.conf",
+                b"[Service]\nNoNewPrivileges=yes\n".to_vec(),
+            ),
+            ("inroot.service.d/x.conf", Vec::new()),
+        ],
+    );
+    write_all(
+        &root.join("opt"),
+        &[("real.service", unit("ProtectHome=yes"))],
+    );
+    write_all(
+        &root.join("etc"),
+        &[("secret.conf", b"[Service]\nPrivateDevices=yes\n".to_vec())],
+    );
+    symlink("/lib/systemd/system/bar.service", e.join("foo.service")).unwrap();
+    symlink("/opt/real.service", e.join("inroot.service")).unwrap();
+    std::fs::remove_file(e.join("inroot.service.d/x.conf")).unwrap();
+    symlink("/etc/secret.conf", e.join("inroot.service.d/x.conf")).unwrap();
+    symlink("/etc/shadow", e.join("shadow.service")).unwrap();
+    let r = root.to_str().unwrap();
+
+    let by_name = [e.join("foo.service"), l.join("shadowed.service")];
+    let bad = compare_each(&by_name, &["--root", r], |f| {
+        analyze_in_root(&root, &f.file_name().unwrap().to_string_lossy())
+    });
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+
+    let (_, got, out) = rip_audit(
+        &[
+            "--root",
+            r,
+            "--observe=no",
+            "--unit",
+            e.join("inroot.service").to_str().unwrap(),
+            e.join("shadow.service").to_str().unwrap(),
+        ],
+        "",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(got.len(), 2, "{}", show("in root", &out));
+    let inroot = rip_rows(&got[0]["rip_audit"]["unit"]);
+    assert_eq!(got[0]["rip_audit"]["unit"]["loaded"], true, "{text}");
+    assert_eq!(inroot["ProtectHome"].badness, 0, "{text}");
+    assert_eq!(inroot["PrivateDevices"].badness, 0, "{text}");
+    assert_eq!(got[1]["rip_audit"]["unit"]["loaded"], false, "{text}");
+    assert!(!text.contains("root:"), "{text}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).is_empty(),
+        "{}",
+        show("in root", &out)
+    );
 }

@@ -1,0 +1,765 @@
+//! Where systemd 252 finds a unit's files: the unit search path, the
+//! name map it builds from the unit files and symlinks on that path
+//! (`unit_file_build_name_map()`: the first directory with a name wins, a
+//! symlink to a unit on the path is an alias, one elsewhere a linked unit
+//! file), the fragment a name resolves to along its alias chain, every
+//! name of the unit, and the drop-ins of all those names.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context};
+use rip_core::Root;
+
+use crate::unitfile::stat_in;
+
+/// The unit search path of a system manager (systemd 252, Debian), relative
+/// to the root.
+pub const SEARCH_PATH: &[&str] = &[
+    "/etc/systemd/system.control",
+    "/run/systemd/system.control",
+    "/run/systemd/transient",
+    "/run/systemd/generator.early",
+    "/etc/systemd/system",
+    "/etc/systemd/system.attached",
+    "/run/systemd/system",
+    "/run/systemd/system.attached",
+    "/run/systemd/generator",
+    "/usr/local/lib/systemd/system",
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/run/systemd/generator.late",
+];
+
+/// How many alias links systemd follows from a name (`FOLLOW_MAX`).
+const FOLLOW_MAX: usize = 8;
+
+/// A unit's fragment and its drop-ins, in the order systemd applies them.
+#[derive(Debug, Clone)]
+pub struct UnitFiles {
+    /// The unit's name as systemd shows it: the file given, or for an
+    /// alias the name of the fragment it leads to (`app1.service`).
+    pub name: String,
+    /// The file systemd reads: the one given, unless a file or link of the
+    /// same name comes earlier on the search path or the file given is an
+    /// alias link (then the fragment at the end of the alias chain).
+    pub fragment: PathBuf,
+    /// Drop-ins, sorted by file name (the first directory on the search
+    /// path wins for equal names). All regular files.
+    pub dropins: Vec<PathBuf>,
+    /// Whether the fragment was listed as a regular file (not a symlink,
+    /// FIFO...): such a file is read without the final read for EOF.
+    pub fragment_regular: bool,
+    /// Why systemd finds no fragment for the unit ("not found": an alias
+    /// chain that is broken, loops or is too long, or a name listed only
+    /// as something other than a file or link, such as a FIFO). Nothing is
+    /// read then.
+    pub not_found: Option<String>,
+    /// Under `--root`, the root: the files are opened inside it (see
+    /// [`crate::unitfile::open_in`]).
+    pub root: Option<PathBuf>,
+}
+
+/// What a directory of the search path holds under a unit name (systemd
+/// ignores anything else, a FIFO or a directory so named).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    File,
+    Link,
+}
+
+/// A set of names with a fast non-keyed hash: these sets (and the maps
+/// below) only answer lookups, so a crafted set of names could only slow a
+/// run down.
+type NameSet = HashSet<Box<str>, foldhash::fast::RandomState>;
+
+/// A map with the same fast hash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// One directory of the search path, listed once.
+#[derive(Debug)]
+struct Listed {
+    /// As given (a file's directory) or under the root (the search path).
+    dir: PathBuf,
+    /// Absolute and without `.`/`..`: what a link target is compared with.
+    abs: PathBuf,
+    /// Its `*.d` directories.
+    dropin_dirs: NameSet,
+    /// Its `*.service` files and links.
+    units: FastMap<Box<str>, Entry>,
+    /// Device and inode, when it could be opened.
+    id: Option<(u64, u64)>,
+}
+
+/// Where a name leads, as one entry of systemd's name map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// A fragment: the entry `name` of directory `dir` (a link when
+    /// `linked`, read through it).
+    Fragment {
+        dir: usize,
+        name: Box<str>,
+        linked: bool,
+    },
+    /// An alias: the name it points to.
+    Alias(String),
+}
+
+/// The search path listed once per run, with systemd's name map over it,
+/// so that auditing many units probes no path twice.
+#[derive(Debug)]
+pub struct DropinIndex {
+    /// The search path, in order, duplicates (by device and inode) dropped.
+    path: Vec<Listed>,
+    /// Each directory of the search path before duplicates were dropped,
+    /// absolute: a link pointing into one of these is an alias.
+    prefixes: Vec<PathBuf>,
+    /// What each link on the path leads to (None: systemd ignores it).
+    links: FastMap<(usize, Box<str>), Option<Target>>,
+    /// For a unit name, the alias links whose chain ends at it (systemd's
+    /// `unit_name_map`, links only: every name stands for itself too).
+    aliases: FastMap<String, Vec<String>>,
+    /// The root, for absolute link targets (None on the host).
+    root: Option<PathBuf>,
+}
+
+impl DropinIndex {
+    /// Index the search path under `root` and the directories of `files`.
+    /// On the host the files' directories come first, in the order given,
+    /// as `systemd-analyze` puts them; under `--root` a directory that is
+    /// on the search path keeps its place there, as when systemd loads the
+    /// unit by name (`system.control` before `/etc/systemd/system`).
+    pub fn new(root: &Root, files: &[PathBuf]) -> Self {
+        let rooted = !root.is_host();
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        let mut parents: Vec<&Path> = Vec::new();
+        for f in files {
+            let p = parent_of(f);
+            // Files usually come grouped by directory.
+            if parents.last() != Some(&p) && !parents.contains(&p) {
+                parents.push(p);
+            }
+        }
+        let search: Vec<Listed> = SEARCH_PATH
+            .iter()
+            .map(|d| list(root.join(d), &cwd))
+            .collect();
+        let mut path: Vec<Listed> = Vec::new();
+        for p in parents {
+            let l = list(p.to_path_buf(), &cwd);
+            let on_search = l.id.is_some() && search.iter().any(|s| s.id == l.id);
+            if !(rooted && on_search) {
+                path.push(l);
+            }
+        }
+        let prefixes = path.iter().chain(&search).map(|l| l.abs.clone()).collect();
+        for l in search {
+            if l.id.is_none() || !path.iter().any(|p| p.id == l.id) {
+                path.push(l);
+            }
+        }
+        let mut idx = DropinIndex {
+            path,
+            prefixes,
+            links: FastMap::default(),
+            aliases: FastMap::default(),
+            root: rooted.then(|| root.join("/")),
+        };
+        let mut links = FastMap::default();
+        for (i, l) in idx.path.iter().enumerate() {
+            for (name, e) in &l.units {
+                if *e == Entry::Link {
+                    links.insert((i, name.clone()), idx.read_link(i, name));
+                }
+            }
+        }
+        idx.links = links;
+        idx.aliases = idx.alias_map();
+        idx
+    }
+
+    /// What link `name` of directory `dir` leads to, as systemd's
+    /// `unit_file_resolve_symlink()` sees it: a target on the search path
+    /// makes an alias (if the names agree: same type, template or
+    /// instance rules, not itself), any other a linked unit file.
+    fn read_link(&self, dir: usize, name: &str) -> Option<Target> {
+        let l = &self.path[dir];
+        let target = fs::read_link(l.dir.join(name)).ok()?;
+        let joined = match (&self.root, target.is_absolute()) {
+            (Some(root), true) => root.join(target.strip_prefix("/").unwrap_or(&target)),
+            (_, true) => target,
+            (_, false) => l.abs.join(target),
+        };
+        let on_path = |c: &Path| self.prefixes.iter().any(|p| c.starts_with(p));
+        let mut t = Some(normalize(&joined)).filter(|c| on_path(c));
+        // On the host, directories on the way are resolved too (systemd
+        // chases the link's directory: a link through another link).
+        if t.is_none() && self.root.is_none() {
+            let parent = joined.parent().and_then(|p| fs::canonicalize(p).ok());
+            if let (Some(p), Some(n)) = (parent, joined.file_name()) {
+                t = Some(p.join(n)).filter(|c| on_path(c));
+            }
+        }
+        let Some(t) = t else {
+            return Some(Target::Fragment {
+                dir,
+                name: name.into(),
+                linked: true,
+            });
+        };
+        let target_name = t.file_name()?.to_str()?;
+        (target_name != name && alias_allowed(name, target_name))
+            .then(|| Target::Alias(target_name.to_owned()))
+    }
+
+    /// What `name` maps to: its first file or link on the search path
+    /// (systemd skips a link it cannot use and looks further).
+    fn lookup(&self, name: &str) -> Option<Target> {
+        self.path
+            .iter()
+            .enumerate()
+            .find_map(|(i, l)| match l.units.get(name)? {
+                Entry::File => Some(Target::Fragment {
+                    dir: i,
+                    name: name.into(),
+                    linked: false,
+                }),
+                Entry::Link => self.links.get(&(i, Box::from(name))).cloned().flatten(),
+            })
+    }
+
+    /// Follow `name`'s alias chain to a fragment, as systemd's
+    /// `unit_ids_map_get()` does: at most [`FOLLOW_MAX`] steps, and an
+    /// instance the chain reaches may stand on its template. Err: why
+    /// there is none.
+    fn follow(&self, name: &str) -> Result<Target, &'static str> {
+        let mut id: Option<String> = None;
+        for _ in 0..FOLLOW_MAX {
+            let key = id.as_deref().unwrap_or(name);
+            let t = match self.lookup(key) {
+                Some(t) => t,
+                None => {
+                    let Some(cur) = &id else {
+                        return Err("no such file on the search path");
+                    };
+                    let tpl = template_of(cur).ok_or("its alias points to a missing unit")?;
+                    self.lookup(&tpl)
+                        .ok_or("its alias points to a missing unit")?
+                }
+            };
+            match t {
+                Target::Alias(next) => id = Some(next),
+                fragment => return Ok(fragment),
+            }
+        }
+        Err("its alias chain is too long or loops")
+    }
+
+    /// systemd's reverse map, for alias links: the name at the end of each
+    /// chain (an instance put into a template) to the links that lead
+    /// there. A chain that ends at a masked (empty or /dev/null) file
+    /// counts for none.
+    fn alias_map(&self) -> FastMap<String, Vec<String>> {
+        let mut out: FastMap<String, Vec<String>> = FastMap::default();
+        let mut done = NameSet::default();
+        for l in &self.path {
+            for (src, e) in &l.units {
+                // Only a name's first usable entry counts.
+                if *e != Entry::Link || !done.insert(src.clone()) {
+                    continue;
+                }
+                if !matches!(self.lookup(src), Some(Target::Alias(_))) {
+                    continue;
+                }
+                let Ok(Target::Fragment { dir, name, .. }) = self.follow(src) else {
+                    continue;
+                };
+                if masked(self.root.as_deref(), &self.path[dir].dir.join(&*name)) {
+                    continue;
+                }
+                let dst = match (kind(&name), kind(src)) {
+                    (Some(Kind::Template), Some(Kind::Instance(inst))) => {
+                        with_instance(&name, inst)
+                    }
+                    _ => name.to_string(),
+                };
+                out.entry(dst).or_default().push(src.to_string());
+            }
+        }
+        for v in out.values_mut() {
+            v.sort();
+        }
+        out
+    }
+
+    /// Find the unit `file` names: its fragment along the search path and
+    /// the alias chain (see [`UnitFiles::fragment`]), its names, and the
+    /// drop-ins of every name, in the order systemd 252 applies them.
+    ///
+    /// Where two alias names of one unit have a drop-in of the same file
+    /// name, systemd takes the one of whichever name its hash table lists
+    /// first; rip-audit takes the unit's own name first, then the others in
+    /// sorted order.
+    pub fn locate(&self, file: &Path) -> anyhow::Result<UnitFiles> {
+        let given = unit_name(file)?;
+        // A template is analysed as an instance, as systemd-analyze does.
+        let name = crate::specifier::instantiated(given);
+        let Some(name_kind) = kind(&name) else {
+            // Not a unit name: the model says why systemd refuses it.
+            return Ok(self.unit(given, file, None));
+        };
+        let mut names: Vec<String> = Vec::with_capacity(1);
+        self.add_names(name_kind, None, &name, &mut names);
+        let mut found = self.follow(&name);
+        if found.is_err() {
+            if let Some(tpl) = template_of(&name) {
+                found = self.follow(&tpl);
+            }
+        }
+        // A linked unit file whose link leads nowhere: systemd cannot open
+        // it and takes the unit for not found.
+        if let Ok(Target::Fragment {
+            dir,
+            name: f,
+            linked: true,
+        }) = &found
+        {
+            let p = self.path[*dir].dir.join(&**f);
+            let gone = stat_in(self.root.as_deref(), &p);
+            if gone.is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+                found = Err("its link leads to a missing file");
+            }
+        }
+        let (dir, fname, linked) = match found {
+            Ok(Target::Fragment { dir, name, linked }) => (dir, name, linked),
+            Ok(Target::Alias(_)) => unreachable!("follow() ends at a fragment"),
+            Err(mut why) => {
+                let other = fs::symlink_metadata(file)
+                    .is_ok_and(|m| !m.is_file() && !m.file_type().is_symlink());
+                if other && given == name {
+                    why = "neither a file nor a symlink, which systemd skips";
+                }
+                let why = format!("unit {name} not found: {why}");
+                return Ok(self.unit(given, file, Some(why)));
+            }
+        };
+        if *fname != *name {
+            self.add_names(name_kind, Some(&fname), &fname, &mut names);
+        }
+        let l = &self.path[dir];
+        // The file given, as given (the common case): it keeps the name it
+        // was given by (a template's, not its instance's).
+        let own = *fname == *given && l.dir.as_os_str() == parent_of(file).as_os_str();
+        let id = match (kind(&fname), name_kind) {
+            _ if *fname == *name => name.to_string(),
+            (Some(Kind::Template), Kind::Instance(i)) => with_instance(&fname, i),
+            _ => fname.to_string(),
+        };
+        if names.len() != 1 || names[0] != id {
+            names.retain(|n| *n != id);
+            names.sort();
+            names.insert(0, id);
+        }
+        Ok(UnitFiles {
+            dropins: self.dropins(&names),
+            name: if own {
+                given.to_owned()
+            } else {
+                names.swap_remove(0)
+            },
+            fragment: if own {
+                file.to_path_buf()
+            } else {
+                l.dir.join(&*fname)
+            },
+            fragment_regular: !linked,
+            not_found: None,
+            root: self.root.clone(),
+        })
+    }
+
+    /// A unit whose fragment is the file given (nothing is read when
+    /// systemd does not find it: `not_found`).
+    fn unit(&self, given: &str, file: &Path, not_found: Option<String>) -> UnitFiles {
+        UnitFiles {
+            name: given.to_owned(),
+            fragment: file.to_path_buf(),
+            dropins: Vec::new(),
+            fragment_regular: false,
+            not_found,
+            root: self.root.clone(),
+        }
+    }
+
+    /// systemd's `add_names()` for a unit of kind `unit`: `name` itself
+    /// unless a template, and the aliases that end at it (for an instance,
+    /// a template alias made an instance, unless that instance has a
+    /// fragment of its own elsewhere).
+    fn add_names(
+        &self,
+        unit: Kind<'_>,
+        fragment_name: Option<&str>,
+        name: &str,
+        names: &mut Vec<String>,
+    ) {
+        let mut add = |n: String| {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        };
+        if unit != Kind::Template {
+            add(name.to_owned());
+        }
+        for alias in self.aliases.get(name).into_iter().flatten() {
+            match (unit, kind(alias)) {
+                (Kind::Instance(i), Some(Kind::Template)) => {
+                    let inst = with_instance(alias, i);
+                    let elsewhere = match self.follow(&inst) {
+                        Ok(Target::Fragment { name: f, .. }) => fragment_name != Some(&*f),
+                        _ => false,
+                    };
+                    if !elsewhere {
+                        add(inst);
+                    }
+                }
+                _ => add(alias.clone()),
+            }
+        }
+    }
+
+    /// The drop-ins of a unit with these names (its own first), as
+    /// systemd's `unit_file_find_dropin_paths()` collects them: for each
+    /// name, in every directory of the search path, that name's directories
+    /// (see [`dropin_dir_names`]); then `service.d` in each; by file name,
+    /// the first one found wins.
+    fn dropins(&self, names: &[String]) -> Vec<PathBuf> {
+        let mut by_name: BTreeMap<OsString, Option<PathBuf>> = BTreeMap::new();
+        let dirs: Vec<&Listed> = self
+            .path
+            .iter()
+            .filter(|l| !l.dropin_dirs.is_empty())
+            .collect();
+        if dirs.is_empty() {
+            return Vec::new();
+        }
+        for n in names {
+            let subs = dropin_dir_names(n);
+            for l in &dirs {
+                for sub in &subs {
+                    add_dropins(l, sub, self.root.as_deref(), &mut by_name);
+                }
+            }
+        }
+        for l in &dirs {
+            add_dropins(l, "service.d", self.root.as_deref(), &mut by_name);
+        }
+        by_name.into_values().flatten().collect()
+    }
+}
+
+/// A unit name's kind (`.service` names only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind<'a> {
+    Plain,
+    Template,
+    Instance(&'a str),
+}
+
+/// The kind of `name` if it is a valid service name as systemd's
+/// `unit_name_is_valid()` has it: under 256 bytes, ASCII letters, digits
+/// and `:-_.\@`, a prefix before any `@`.
+fn kind(name: &str) -> Option<Kind<'_>> {
+    let stem = name.strip_suffix(".service")?;
+    let ok = |c: u8| c.is_ascii_alphanumeric() || b":-_.\\@".contains(&c);
+    if name.len() >= 256 || stem.is_empty() || !stem.bytes().all(ok) {
+        return None;
+    }
+    match stem.split_once('@') {
+        None => Some(Kind::Plain),
+        Some(("", _)) => None,
+        Some((_, "")) => Some(Kind::Template),
+        Some((_, i)) => Some(Kind::Instance(i)),
+    }
+}
+
+/// `p@i.service` to `p@.service`.
+fn template_of(name: &str) -> Option<String> {
+    match kind(name)? {
+        Kind::Instance(i) => {
+            let prefix = &name[..name.len() - ".service".len() - i.len()];
+            Some(format!("{prefix}.service"))
+        }
+        _ => None,
+    }
+}
+
+/// `p@.service` and `i` to `p@i.service`.
+fn with_instance(template: &str, instance: &str) -> String {
+    let stem = template.strip_suffix("@.service").unwrap_or(template);
+    format!("{stem}@{instance}.service")
+}
+
+/// systemd's `unit_validate_alias_symlink_or_warn()` for a link `src` to
+/// `dst` on the search path: both service names, of the same kind (or an
+/// instance to its template's kind), an instance to the same instance.
+fn alias_allowed(src: &str, dst: &str) -> bool {
+    match (kind(src), kind(dst)) {
+        (Some(Kind::Instance(a)), Some(Kind::Instance(b))) => a == b,
+        (Some(Kind::Instance(_)), Some(Kind::Template)) => true,
+        (Some(a), Some(b)) => std::mem::discriminant(&a) == std::mem::discriminant(&b),
+        _ => false,
+    }
+}
+
+/// systemd's `null_or_empty_path()`: a character device or an empty file
+/// (a mask). A path that cannot be read is not one.
+fn masked(within: Option<&Path>, p: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    stat_in(within, p)
+        .is_ok_and(|m| m.file_type().is_char_device() || (m.is_file() && m.len() == 0))
+}
+
+/// `p` without `.` and `..` components, lexically (`..` at the top stays
+/// at the top).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The names of the `.d/` directories that apply to `name`, most specific
+/// first, as systemd 252's `unit_file_find_dirs()` walks them: the unit
+/// itself, for an instance its template (and the template's prefixes),
+/// then each dash prefix (`a-b-.service.d`, `a-.service.d` for
+/// `a-b-c.service`; `t-@i.service.d` and its template for `t-x@i.service`).
+/// The type directory (`service.d`) is not among them: it comes after
+/// these in every directory of the search path.
+fn dropin_dir_names(name: &str) -> Vec<String> {
+    fn walk(name: &str, out: &mut Vec<String>) {
+        out.push(format!("{name}.d"));
+        let Some((stem, suffix)) = name.rfind('.').map(|i| name.split_at(i)) else {
+            return;
+        };
+        let (prefix, instance) = match stem.split_once('@') {
+            Some((p, i)) => (p, Some(i).filter(|i| !i.is_empty())),
+            None => (stem, None),
+        };
+        if instance.is_some() {
+            walk(&format!("{prefix}@{suffix}"), out);
+        }
+        // The prefix up to its last dash (a trailing dash is chopped off
+        // once first).
+        let mut p = prefix;
+        let mut chopped = false;
+        let p = loop {
+            match p.rfind('-') {
+                None | Some(0) => return,
+                Some(n) if n + 1 < p.len() || chopped => break &p[..=n],
+                Some(n) => (p, chopped) = (&p[..n], true),
+            }
+        };
+        match instance {
+            Some(i) => walk(&format!("{p}@{i}{suffix}"), out),
+            None => walk(&format!("{p}{suffix}"), out),
+        }
+    }
+    let mut out = Vec::new();
+    walk(name, &mut out);
+    out
+}
+
+/// Add the `*.conf` entries of `l.dir/sub` to `by_name`, as systemd 252's
+/// `conf_files_list_strv()` lists drop-ins: hidden names are skipped, a
+/// name found earlier wins, and any entry claims its name, but only a
+/// regular file (or a link to one) is read (a link to /dev/null, a
+/// dangling link or a directory masks the name; systemd would block on a
+/// FIFO, rip-audit reads nothing from it).
+fn add_dropins(
+    l: &Listed,
+    sub: &str,
+    within: Option<&Path>,
+    by_name: &mut BTreeMap<OsString, Option<PathBuf>>,
+) {
+    use std::os::unix::ffi::OsStrExt;
+    // systemd 252 does not follow a drop-in directory that is a symlink;
+    // the listing has only real directories.
+    if !l.dropin_dirs.contains(sub) {
+        return;
+    }
+    let Ok(rd) = fs::read_dir(l.dir.join(sub)) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let fname = e.file_name();
+        let b = fname.as_bytes();
+        if b.starts_with(b".") || !b.ends_with(b".conf") || by_name.contains_key(&fname) {
+            continue;
+        }
+        let p = e.path();
+        // The entry's type comes with the listing; only a symlink (or an
+        // unknown type) needs a stat.
+        let t = match e.file_type() {
+            Ok(t) if t.is_symlink() => stat_in(within, &p).map(|m| m.file_type()),
+            t => t,
+        };
+        let regular = t.is_ok_and(|t| t.is_file());
+        by_name.insert(fname, regular.then_some(p));
+    }
+}
+
+/// List `dir` once: its `*.d` directories and its `*.service` files and
+/// links, read with `getdents` into one buffer (nothing is allocated for
+/// an entry that is not kept). A directory that cannot be read lists as
+/// empty.
+fn list(dir: PathBuf, cwd: &Path) -> Listed {
+    use nix::dir::{Dir, Type};
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::{fstat, fstatat, Mode, SFlag};
+    use std::os::fd::AsRawFd;
+    let mut l = Listed {
+        abs: normalize(&cwd.join(&dir)),
+        dir,
+        dropin_dirs: NameSet::default(),
+        units: FastMap::default(),
+        id: None,
+    };
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let Ok(mut d) = Dir::open(&l.dir, flags, Mode::empty()) else {
+        return l;
+    };
+    let fd = d.as_raw_fd();
+    l.id = fstat(fd).ok().map(|st| (st.st_dev, st.st_ino));
+    for e in d.iter().flatten() {
+        let name = e.file_name();
+        let bytes = name.to_bytes();
+        if !(bytes.ends_with(b".d") || bytes.ends_with(b".service")) {
+            continue;
+        }
+        let Ok(n) = std::str::from_utf8(bytes) else {
+            continue;
+        };
+        let t = e.file_type().or_else(|| {
+            let st = fstatat(Some(fd), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+            match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+                SFlag::S_IFDIR => Some(Type::Directory),
+                SFlag::S_IFREG => Some(Type::File),
+                SFlag::S_IFLNK => Some(Type::Symlink),
+                _ => None,
+            }
+        });
+        if n.ends_with(".d") {
+            // systemd 252 only uses a `.d` entry that is a directory (not
+            // a symlink to one).
+            if t == Some(Type::Directory) {
+                l.dropin_dirs.insert(Box::from(n));
+            }
+        } else if kind(n).is_some() {
+            let entry = match t {
+                Some(Type::File) => Entry::File,
+                Some(Type::Symlink) => Entry::Link,
+                _ => continue,
+            };
+            l.units.insert(Box::from(n), entry);
+        }
+    }
+    l
+}
+
+/// The unit name of a unit file (its file name), if it names a service.
+pub fn unit_name(file: &Path) -> anyhow::Result<&str> {
+    let name = file_name(file).with_context(|| format!("{file:?} has no usable file name"))?;
+    if !name.ends_with(".service") {
+        bail!("{file:?}: only .service units can be audited");
+    }
+    Ok(name)
+}
+
+/// The name of `file`: what follows its last `/`, by bytes (None when
+/// that is empty, `.`, `..` or not UTF-8).
+fn file_name(file: &Path) -> Option<&str> {
+    use std::os::unix::ffi::OsStrExt;
+    let b = file.as_os_str().as_bytes();
+    let name = b.rsplit(|&c| c == b'/').next()?;
+    match name {
+        b"" | b"." | b".." => None,
+        _ => std::str::from_utf8(name).ok(),
+    }
+}
+
+/// The directory of `file`: what comes before its last `/` (`.` for a
+/// bare name, `/` for a file in the root), by bytes.
+fn parent_of(file: &Path) -> &Path {
+    use std::os::unix::ffi::OsStrExt;
+    let b = file.as_os_str().as_bytes();
+    match b.iter().rposition(|&c| c == b'/') {
+        None => Path::new("."),
+        Some(0) => Path::new("/"),
+        Some(i) => Path::new(std::ffi::OsStr::from_bytes(&b[..i])),
+    }
+}
+
+/// Find `file`'s unit files (one-off; see [`DropinIndex`] for many units).
+pub fn locate(root: &Root, file: &Path) -> anyhow::Result<UnitFiles> {
+    let files = [file.to_path_buf()];
+    DropinIndex::new(root, &files).locate(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropin_dirs_cover_prefixes() {
+        assert_eq!(
+            dropin_dir_names("a-b-c.service"),
+            vec!["a-b-c.service.d", "a-b-.service.d", "a-.service.d"]
+        );
+        assert_eq!(
+            dropin_dir_names("t-x@i.service"),
+            vec![
+                "t-x@i.service.d",
+                "t-x@.service.d",
+                "t-.service.d",
+                "t-@i.service.d",
+                "t-@.service.d"
+            ]
+        );
+        assert_eq!(dropin_dir_names("-a.service"), vec!["-a.service.d"]);
+        assert_eq!(
+            dropin_dir_names("a--b.service"),
+            vec!["a--b.service.d", "a--.service.d", "a-.service.d"]
+        );
+    }
+
+    #[test]
+    fn names_kinds_templates_and_alias_rules() {
+        assert_eq!(kind("a.service"), Some(Kind::Plain));
+        assert_eq!(kind("a@.service"), Some(Kind::Template));
+        assert_eq!(kind("a@b.service"), Some(Kind::Instance("b")));
+        assert_eq!(kind("@b.service"), None);
+        assert_eq!(kind("a b.service"), None);
+        assert_eq!(kind("a.socket"), None);
+        assert_eq!(
+            template_of("a-b@x.y.service").as_deref(),
+            Some("a-b@.service")
+        );
+        assert_eq!(with_instance("a@.service", "x"), "a@x.service");
+        assert!(alias_allowed("a.service", "b.service"));
+        assert!(alias_allowed("a@x.service", "b@.service"));
+        assert!(alias_allowed("a@x.service", "b@x.service"));
+        assert!(!alias_allowed("a@x.service", "b@y.service"));
+        assert!(!alias_allowed("a.service", "b@.service"));
+        assert!(!alias_allowed("a.service", "b.socket"));
+        assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+    }
+}
