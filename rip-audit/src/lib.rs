@@ -434,6 +434,7 @@ fn start_given(host_path: &Path) -> anyhow::Result<Started> {
         fragment_regular: false,
         not_found: None,
         root: None,
+        as_given: true,
     })
 }
 
@@ -449,14 +450,11 @@ fn finish_unit(
     started: Option<Started>,
 ) -> anyhow::Result<u64> {
     let files = idx.locate(host_path)?;
-    let guessed = files.not_found.is_none()
-        && files.fragment == host_path
-        && unitfile::unit_name(host_path).ok() == Some(files.name.as_str());
     let Started {
         mut settings,
         mut syntax,
     } = match started {
-        Some(st) if guessed => st,
+        Some(st) if files.as_given => st,
         _ => start_unit(&files)?,
     };
     for d in &files.dropins {
@@ -558,19 +556,18 @@ fn run_scores(args: &cli::Cli, root: &Root, mut out: impl Write) -> anyhow::Resu
     let index = Ready::new();
     let done = std::sync::Mutex::new(Done::default());
     let audit = |p: &PathBuf| format!("cannot audit {p:?}");
-    let start = |batch: &[PathBuf]| -> anyhow::Result<Vec<Started>> {
-        batch
-            .iter()
-            .map(|p| start_given(p).with_context(|| audit(p)))
-            .collect()
+    // A fragment that cannot be read early (a FIFO, a dangling link) is
+    // left to the listing: systemd may not even take it for the fragment.
+    let start = |batch: &[PathBuf]| -> Vec<Option<Started>> {
+        batch.iter().map(|p| start_given(p).ok()).collect()
     };
-    let finish = |batch: &[PathBuf], started: Option<Vec<Started>>| -> anyhow::Result<Vec<u8>> {
+    let finish = |batch: &[PathBuf], started: Vec<Option<Started>>| -> anyhow::Result<Vec<u8>> {
         let idx: &unitfile::DropinIndex = index.wait();
         let mut buf = Vec::with_capacity(batch.len() * 128);
-        let mut started = started.into_iter().flatten();
+        let mut started = started.into_iter();
         for p in batch {
-            let sc =
-                finish_unit(&mut buf, root, idx, p, started.next()).with_context(|| audit(p))?;
+            let sc = finish_unit(&mut buf, root, idx, p, started.next().flatten())
+                .with_context(|| audit(p))?;
             if matches!(args.threshold, Some(t) if sc > t) {
                 all_ok.store(false, Ordering::Relaxed);
             }
@@ -610,7 +607,7 @@ fn run_scores(args: &cli::Cli, root: &Root, mut out: impl Write) -> anyhow::Resu
     };
     let work = |after_batch: &mut dyn FnMut()| {
         // Batches whose fragments were read before the listing was there.
-        let mut early: Vec<(usize, anyhow::Result<Vec<Started>>)> = Vec::new();
+        let mut early: Vec<(usize, Vec<Option<Started>>)> = Vec::new();
         loop {
             let mut listed = index.get().is_some();
             // Under --root nothing is read before the listing says which
@@ -621,20 +618,20 @@ fn run_scores(args: &cli::Cli, root: &Root, mut out: impl Write) -> anyhow::Resu
             }
             if listed {
                 for (b, started) in early.drain(..) {
-                    hand_in(b, started.and_then(|s| finish(batches[b], Some(s))));
+                    hand_in(b, finish(batches[b], started));
                 }
             }
             let b = next.fetch_add(1, Ordering::Relaxed);
             let Some(&batch) = batches.get(b) else { break };
             if listed {
-                hand_in(b, finish(batch, None));
+                hand_in(b, finish(batch, Vec::new()));
                 after_batch();
             } else {
                 early.push((b, start(batch)));
             }
         }
         for (b, started) in early {
-            hand_in(b, started.and_then(|s| finish(batches[b], Some(s))));
+            hand_in(b, finish(batches[b], started));
         }
     };
     let mut write_failed = None;

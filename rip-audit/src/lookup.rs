@@ -60,6 +60,8 @@ pub struct UnitFiles {
     /// Under `--root`, the root: the files are opened inside it (see
     /// [`crate::unitfile::open_in`]).
     pub root: Option<PathBuf>,
+    /// The fragment is the file given, and the unit has its name.
+    pub as_given: bool,
 }
 
 /// What a directory of the search path holds under a unit name (systemd
@@ -85,6 +87,13 @@ struct Listed {
     dir: PathBuf,
     /// Absolute and without `.`/`..`: what a link target is compared with.
     abs: PathBuf,
+    /// Where it really is, symlinks resolved (inside the root under
+    /// `--root`): compared with link targets too, and where it is listed
+    /// and its links and drop-in directories are read.
+    real: Option<PathBuf>,
+    /// Where to list and read it: as resolved inside the root under
+    /// `--root` (never through a link out of it), as given on the host.
+    io: PathBuf,
     /// Its `*.d` directories.
     dropin_dirs: NameSet,
     /// Its `*.service` files and links.
@@ -123,6 +132,8 @@ pub struct DropinIndex {
     aliases: FastMap<String, Vec<String>>,
     /// The root, for absolute link targets (None on the host).
     root: Option<PathBuf>,
+    /// The root with its own symlinks resolved.
+    real_root: Option<PathBuf>,
 }
 
 impl DropinIndex {
@@ -142,19 +153,42 @@ impl DropinIndex {
                 parents.push(p);
             }
         }
+        let within = rooted.then(|| root.join("/"));
+        let within = within.as_deref();
         let search: Vec<Listed> = SEARCH_PATH
             .iter()
-            .map(|d| list(root.join(d), &cwd))
+            .map(|d| list(root.join(d), &cwd, within))
             .collect();
+        let mut search = search;
         let mut path: Vec<Listed> = Vec::new();
         for p in parents {
-            let l = list(p.to_path_buf(), &cwd);
+            let l = list(p.to_path_buf(), &cwd, within);
             let on_search = l.id.is_some() && search.iter().any(|s| s.id == l.id);
             if !(rooted && on_search) {
                 path.push(l);
             }
         }
-        let prefixes = path.iter().chain(&search).map(|l| l.abs.clone()).collect();
+        // On the host, where each directory really is matters only to tell
+        // an alias from a linked unit file.
+        let links = path
+            .iter()
+            .chain(&search)
+            .any(|l| l.units.values().any(|e| *e == Entry::Link));
+        if !rooted && links {
+            for l in path
+                .iter_mut()
+                .chain(search.iter_mut())
+                .filter(|l| l.id.is_some())
+            {
+                l.real = fs::canonicalize(&l.dir).ok();
+            }
+        }
+        let prefixes = path
+            .iter()
+            .chain(&search)
+            .flat_map(|l| [Some(l.abs.clone()), l.real.clone()])
+            .flatten()
+            .collect();
         for l in search {
             if l.id.is_none() || !path.iter().any(|p| p.id == l.id) {
                 path.push(l);
@@ -166,12 +200,16 @@ impl DropinIndex {
             links: FastMap::default(),
             aliases: FastMap::default(),
             root: rooted.then(|| root.join("/")),
+            real_root: rooted
+                .then(|| fs::canonicalize(root.join("/")).ok())
+                .flatten(),
         };
         let mut links = FastMap::default();
+        let mut chased = FastMap::default();
         for (i, l) in idx.path.iter().enumerate() {
             for (name, e) in &l.units {
                 if *e == Entry::Link {
-                    links.insert((i, name.clone()), idx.read_link(i, name));
+                    links.insert((i, name.clone()), idx.read_link(i, name, &mut chased));
                 }
             }
         }
@@ -183,32 +221,51 @@ impl DropinIndex {
     /// What link `name` of directory `dir` leads to, as systemd's
     /// `unit_file_resolve_symlink()` sees it: a target on the search path
     /// makes an alias (if the names agree: same type, template or
-    /// instance rules, not itself), any other a linked unit file.
-    fn read_link(&self, dir: usize, name: &str) -> Option<Target> {
+    /// instance rules, not itself), any other a linked unit file. The
+    /// target's directory is resolved first, as systemd's `chase_symlinks()`
+    /// does (symlinks before `..`); under `--root` inside the root, where
+    /// an absolute link starts at the root and `..` stops there.
+    fn read_link(
+        &self,
+        dir: usize,
+        name: &str,
+        chased: &mut FastMap<PathBuf, Option<PathBuf>>,
+    ) -> Option<Target> {
         let l = &self.path[dir];
-        let target = fs::read_link(l.dir.join(name)).ok()?;
-        let joined = match (&self.root, target.is_absolute()) {
-            (Some(root), true) => root.join(target.strip_prefix("/").unwrap_or(&target)),
-            (_, true) => target,
-            (_, false) => l.abs.join(target),
-        };
-        let on_path = |c: &Path| self.prefixes.iter().any(|p| c.starts_with(p));
-        let mut t = Some(normalize(&joined)).filter(|c| on_path(c));
-        // On the host, directories on the way are resolved too (systemd
-        // chases the link's directory: a link through another link).
-        if t.is_none() && self.root.is_none() {
-            let parent = joined.parent().and_then(|p| fs::canonicalize(p).ok());
-            if let (Some(p), Some(n)) = (parent, joined.file_name()) {
-                t = Some(p.join(n)).filter(|c| on_path(c));
+        let target = fs::read_link(l.io.join(name)).ok()?;
+        let joined = match &self.root {
+            None if target.is_absolute() => target,
+            None => l.abs.join(target),
+            Some(root) => {
+                // The link's directory as a path inside the root.
+                let real_root = self.real_root.as_deref().unwrap_or(root);
+                let here = l
+                    .real
+                    .as_deref()
+                    .and_then(|r| r.strip_prefix(real_root).ok());
+                let inside = Path::new("/")
+                    .join(here.unwrap_or(Path::new("")))
+                    .join(target);
+                root.join(normalize(&inside).strip_prefix("/").ok()?)
             }
-        }
-        let Some(t) = t else {
+        };
+        // Links share directories: each is resolved once.
+        let real = match (joined.parent(), joined.file_name()) {
+            (Some(p), Some(n)) => chased
+                .entry(p.to_path_buf())
+                .or_insert_with(|| real_dir(self.root.as_deref(), p))
+                .as_ref()
+                .map(|p| p.join(n)),
+            _ => None,
+        };
+        let t = real.unwrap_or_else(|| normalize(&joined));
+        if !self.prefixes.iter().any(|p| t.starts_with(p)) {
             return Some(Target::Fragment {
                 dir,
                 name: name.into(),
                 linked: true,
             });
-        };
+        }
         let target_name = t.file_name()?.to_str()?;
         (target_name != name && alias_allowed(name, target_name))
             .then(|| Target::Alias(target_name.to_owned()))
@@ -230,28 +287,19 @@ impl DropinIndex {
             })
     }
 
-    /// Follow `name`'s alias chain to a fragment, as systemd's
-    /// `unit_ids_map_get()` does: at most [`FOLLOW_MAX`] steps, and an
-    /// instance the chain reaches may stand on its template. Err: why
-    /// there is none.
+    /// Follow `name`'s alias chain to a fragment, as systemd 252's
+    /// `unit_ids_map_get()` does: at most [`FOLLOW_MAX`] steps; a name the
+    /// chain reaches must have an entry itself (Debian's 252 does not fall
+    /// back to its template there; [`DropinIndex::locate`] does for the
+    /// name it starts from). Err: why there is no fragment.
     fn follow(&self, name: &str) -> Result<Target, &'static str> {
-        let mut id: Option<String> = None;
-        for _ in 0..FOLLOW_MAX {
-            let key = id.as_deref().unwrap_or(name);
-            let t = match self.lookup(key) {
-                Some(t) => t,
-                None => {
-                    let Some(cur) = &id else {
-                        return Err("no such file on the search path");
-                    };
-                    let tpl = template_of(cur).ok_or("its alias points to a missing unit")?;
-                    self.lookup(&tpl)
-                        .ok_or("its alias points to a missing unit")?
-                }
-            };
-            match t {
-                Target::Alias(next) => id = Some(next),
-                fragment => return Ok(fragment),
+        let mut key = name.to_owned();
+        for step in 0..FOLLOW_MAX {
+            match self.lookup(&key) {
+                None if step == 0 => return Err("no such file on the search path"),
+                None => return Err("its alias points to a missing unit"),
+                Some(Target::Alias(next)) => key = next,
+                Some(fragment) => return Ok(fragment),
             }
         }
         Err("its alias chain is too long or loops")
@@ -349,26 +397,34 @@ impl DropinIndex {
             self.add_names(name_kind, Some(&fname), &fname, &mut names);
         }
         let l = &self.path[dir];
-        // The file given, as given (the common case): it keeps the name it
-        // was given by (a template's, not its instance's).
+        // The file given, as given (the common case).
         let own = *fname == *given && l.dir.as_os_str() == parent_of(file).as_os_str();
-        let id = match (kind(&fname), name_kind) {
-            _ if *fname == *name => name.to_string(),
-            (Some(Kind::Template), Kind::Instance(i)) => with_instance(&fname, i),
-            _ => fname.to_string(),
+        // systemd names the unit after its fragment (an instance put into
+        // a template) when that name is among the unit's names, else keeps
+        // the name it was loaded by.
+        let id = if *fname == *name {
+            name.to_string()
+        } else {
+            match (kind(&fname), name_kind) {
+                (Some(Kind::Template), Kind::Instance(i)) => with_instance(&fname, i),
+                _ => fname.to_string(),
+            }
+        };
+        let id = if names.contains(&id) {
+            id
+        } else {
+            name.to_string()
         };
         if names.len() != 1 || names[0] != id {
             names.retain(|n| *n != id);
             names.sort();
             names.insert(0, id);
         }
+        let as_given = own && names[0] == given;
         Ok(UnitFiles {
+            as_given,
             dropins: self.dropins(&names),
-            name: if own {
-                given.to_owned()
-            } else {
-                names.swap_remove(0)
-            },
+            name: names.swap_remove(0),
             fragment: if own {
                 file.to_path_buf()
             } else {
@@ -388,6 +444,7 @@ impl DropinIndex {
             fragment: file.to_path_buf(),
             dropins: Vec::new(),
             fragment_regular: false,
+            as_given: not_found.is_none(),
             not_found,
             root: self.root.clone(),
         }
@@ -412,7 +469,22 @@ impl DropinIndex {
         if unit != Kind::Template {
             add(name.to_owned());
         }
-        for alias in self.aliases.get(name).into_iter().flatten() {
+        // systemd's map lists a name among its own aliases when it has a
+        // fragment of its own: that matters for a template, which an
+        // instance unit takes as its instance.
+        let own = if kind(name) == Some(Kind::Template) {
+            match self.follow(name) {
+                Ok(Target::Fragment { dir, name: f, .. }) if *f == *name => {
+                    let p = self.path[dir].dir.join(&*f);
+                    (!masked(self.root.as_deref(), &p)).then_some(name)
+                }
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let aliases = self.aliases.get(name).into_iter().flatten();
+        for alias in own.into_iter().chain(aliases.map(String::as_str)) {
             match (unit, kind(alias)) {
                 (Kind::Instance(i), Some(Kind::Template)) => {
                     let inst = with_instance(alias, i);
@@ -424,7 +496,7 @@ impl DropinIndex {
                         add(inst);
                     }
                 }
-                _ => add(alias.clone()),
+                _ => add(alias.to_owned()),
             }
         }
     }
@@ -521,6 +593,21 @@ fn masked(within: Option<&Path>, p: &Path) -> bool {
         .is_ok_and(|m| m.file_type().is_char_device() || (m.is_file() && m.len() == 0))
 }
 
+/// Where directory `dir` really is, every symlink on the way resolved:
+/// on the host its canonical path; `within` a root, as resolved inside it
+/// (see [`crate::unitfile::open_in`]), a path of this machine that the
+/// kernel found inside the root. None when it cannot be resolved.
+fn real_dir(within: Option<&Path>, dir: &Path) -> Option<PathBuf> {
+    match within {
+        None => fs::canonicalize(dir).ok(),
+        Some(_) => {
+            use std::os::fd::AsRawFd;
+            let f = crate::unitfile::open_in(within, dir, libc::O_PATH | libc::O_DIRECTORY).ok()?;
+            fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())).ok()
+        }
+    }
+}
+
 /// `p` without `.` and `..` components, lexically (`..` at the top stays
 /// at the top).
 fn normalize(p: &Path) -> PathBuf {
@@ -596,16 +683,17 @@ fn add_dropins(
     if !l.dropin_dirs.contains(sub) {
         return;
     }
-    let Ok(rd) = fs::read_dir(l.dir.join(sub)) else {
+    let Ok(rd) = fs::read_dir(l.io.join(sub)) else {
         return;
     };
+    let shown = l.dir.join(sub);
     for e in rd.flatten() {
         let fname = e.file_name();
         let b = fname.as_bytes();
         if b.starts_with(b".") || !b.ends_with(b".conf") || by_name.contains_key(&fname) {
             continue;
         }
-        let p = e.path();
+        let p = shown.join(&fname);
         // The entry's type comes with the listing; only a symlink (or an
         // unknown type) needs a stat.
         let t = match e.file_type() {
@@ -621,20 +709,32 @@ fn add_dropins(
 /// links, read with `getdents` into one buffer (nothing is allocated for
 /// an entry that is not kept). A directory that cannot be read lists as
 /// empty.
-fn list(dir: PathBuf, cwd: &Path) -> Listed {
+fn list(dir: PathBuf, cwd: &Path, within: Option<&Path>) -> Listed {
     use nix::dir::{Dir, Type};
     use nix::fcntl::OFlag;
     use nix::sys::stat::{fstat, fstatat, Mode, SFlag};
     use std::os::fd::AsRawFd;
+    // On the host this is filled in later, if needed.
+    let real = within.and_then(|_| real_dir(within, &dir));
+    let io = match (within, &real) {
+        (Some(_), Some(r)) => r.clone(),
+        _ => dir.clone(),
+    };
     let mut l = Listed {
         abs: normalize(&cwd.join(&dir)),
-        dir,
+        real,
+        io,
         dropin_dirs: NameSet::default(),
         units: FastMap::default(),
         id: None,
+        dir,
     };
+    if within.is_some() && l.real.is_none() {
+        // Not inside the root: nothing to list.
+        return l;
+    }
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    let Ok(mut d) = Dir::open(&l.dir, flags, Mode::empty()) else {
+    let Ok(mut d) = Dir::open(&l.io, flags, Mode::empty()) else {
         return l;
     };
     let fd = d.as_raw_fd();
