@@ -399,7 +399,8 @@ fn score_fields(
 /// A unit of `--format scores` whose fragment is read and applied; its
 /// drop-ins come next (see [`finish_unit`]).
 struct Started {
-    settings: model::Settings,
+    // Boxed: it is moved from batch to unit a few times.
+    settings: Box<model::Settings>,
     syntax: Vec<unitfile::SyntaxIssue>,
 }
 
@@ -409,7 +410,7 @@ struct Started {
 fn start_unit(files: &unitfile::UnitFiles) -> anyhow::Result<Started> {
     let (name, host_path) = (files.name.as_str(), files.fragment.as_path());
     // Lines go straight into the settings: nothing is kept for a lint.
-    let mut settings = model::Settings::new(name);
+    let mut settings = Box::new(model::Settings::new(name));
     settings.details = false;
     settings.fragment = Some(std::sync::Arc::from(host_path));
     let syntax = if files.not_found.is_none() {

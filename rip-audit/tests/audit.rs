@@ -2403,11 +2403,10 @@ fn redteam_aliases_linked_files_and_shadowing_as_systemd_finds_them() {
     std::fs::create_dir_all(out.join("deep")).unwrap();
     symlink(out.join("deep"), a.join("sub")).unwrap();
     symlink("sub/../bar.service", a.join("updown.service")).unwrap();
-    // An alias chain through an instance that has no entry of its own is
-    // broken (systemd 252 only tries the first name's template).
+    // Template aliases (an instance reached in a chain is the subject of
+    // redteam_missing_files_leave_the_path_and_chains_reach_templates).
     write_all(&a, &[("c@.service", unit("ProtectKernelTunables=yes"))]);
     symlink("c@.service", a.join("b@.service")).unwrap();
-    symlink("b@x.service", a.join("i@x.service")).unwrap();
     symlink("c@.service", a.join("e@z.service")).unwrap();
     // An instance linked to a template whose own instance of that name
     // is a file: named as loaded.
@@ -2421,7 +2420,7 @@ fn redteam_aliases_linked_files_and_shadowing_as_systemd_finds_them() {
     symlink("j@.service", a.join("k@x.service")).unwrap();
     let names = [
         "bar", "foo", "self", "abs", "dots", "linked", "t@", "a-t@", "plain", "broken", "loop1",
-        "self2", "socket", "masked", "gone", "fifo", "updown", "i@x", "e@z", "k@x",
+        "self2", "socket", "masked", "gone", "fifo", "updown", "e@z", "k@x",
     ];
     let files: Vec<PathBuf> = names
         .iter()
@@ -2643,4 +2642,79 @@ fn scores_format_leaves_unreadable_early_files_to_the_listing() {
         assert_eq!(lines[40]["loaded"], false);
         assert_eq!(lines[41]["loaded"], true);
     }
+}
+
+/// Red-team (issue 9): systemd-analyze puts the directory of a file given
+/// on the search path only if the file exists (a dangling link's does not
+/// count), and an instance that an alias chain reaches without a file of
+/// its own stands on its template. rip-audit put every directory first and
+/// refused the template there.
+#[test]
+fn redteam_missing_files_leave_the_path_and_chains_reach_templates() {
+    use std::os::unix::fs::symlink;
+    let t = test_dir("redteam_missing_dirs");
+    let unit = |lines: &str| format!("[Service]\nExecStart=/bin/true\n{lines}\n").into_bytes();
+    let (d0, d1) = (t.join("d0"), t.join("d1"));
+    write_all(&d1, &[("x.service", unit("PrivateTmp=yes"))]);
+    std::fs::create_dir_all(&d0).unwrap();
+    symlink("/nonexistent/x.service", d0.join("x.service")).unwrap();
+    write_all(
+        &d1,
+        &[
+            ("t@.service", unit("NoNewPrivileges=yes")),
+            ("zz.service", unit("ProtectHome=yes")),
+        ],
+    );
+    symlink("t@x.service", d1.join("a@x.service")).unwrap();
+    let files = [
+        d0.join("x.service"),
+        d1.join("x.service"),
+        d1.join("zz.service"),
+        d1.join("a@x.service"),
+    ];
+
+    let want = analyze_together(&files);
+    let paths: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    let (_, got, o) = rip_audit(&[&["--observe=no", "--unit"][..], &paths].concat(), "");
+    let (_, lean, _) = rip_audit(
+        &[&["--format", "scores", "--unit"][..], &paths].concat(),
+        "",
+    );
+
+    assert_eq!(
+        (want.len(), got.len()),
+        (4, 4),
+        "{}",
+        show("missing dirs", &o)
+    );
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        let u = &g["rip_audit"]["unit"];
+        let w = systemd_rows(w);
+        assert_eq!(u["loaded"], true, "#{i}: {}", show("missing dirs", &o));
+        assert_eq!(rip_rows(u), w, "#{i}");
+        assert_eq!(lean[i]["score"], u["score"], "#{i}");
+    }
+    assert_eq!(got[0]["rip_audit"]["unit"]["path"], paths[1]);
+    assert_eq!(lean[3]["unit"], "t@x.service");
+
+    // A dangling instance whose template is in its directory does put the
+    // directory on the path; its link, to a plain name, is no alias (and
+    // ignored), so the template is its fragment.
+    let d2 = t.join("d2");
+    write_all(&d2, &[("q@.service", unit("ProtectClock=yes"))]);
+    symlink("plain.service", d2.join("q@x.service")).unwrap();
+    let one = [d2.join("q@x.service")];
+    let want = analyze_together(&one);
+    let p = one[0].to_str().unwrap();
+    let (_, got, o) = rip_audit(&["--observe=no", "--unit", p], "");
+    assert_eq!(
+        (want.len(), got.len()),
+        (1, 1),
+        "{}",
+        show("dangling instance", &o)
+    );
+    assert_eq!(
+        rip_rows(&got[0]["rip_audit"]["unit"]),
+        systemd_rows(&want[0])
+    );
 }
