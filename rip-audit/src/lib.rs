@@ -562,13 +562,19 @@ fn run_scores(args: &cli::Cli, root: &Root, mut out: impl Write) -> anyhow::Resu
     let start = |batch: &[PathBuf]| -> Vec<Option<Started>> {
         batch.iter().map(|p| start_given(p).ok()).collect()
     };
-    let finish = |batch: &[PathBuf], started: Vec<Option<Started>>| -> anyhow::Result<Vec<u8>> {
+    let finish = |b: usize, started: Vec<Option<Started>>| -> anyhow::Result<Vec<u8>> {
         let idx: &unitfile::DropinIndex = index.wait();
+        let batch = batches[b];
         let mut buf = Vec::with_capacity(batch.len() * 128);
         let mut started = started.into_iter();
-        for p in batch {
-            let sc = finish_unit(&mut buf, root, idx, p, started.next().flatten())
-                .with_context(|| audit(p))?;
+        for (i, p) in batch.iter().enumerate() {
+            let early = started.next().flatten();
+            // A unit systemd merges into an earlier file's is that one.
+            let (p, early) = match idx.merged_into(b * BATCH + i) {
+                Some(j) => (&args.units[j], None),
+                None => (p, early),
+            };
+            let sc = finish_unit(&mut buf, root, idx, p, early).with_context(|| audit(p))?;
             if matches!(args.threshold, Some(t) if sc > t) {
                 all_ok.store(false, Ordering::Relaxed);
             }
@@ -619,20 +625,20 @@ fn run_scores(args: &cli::Cli, root: &Root, mut out: impl Write) -> anyhow::Resu
             }
             if listed {
                 for (b, started) in early.drain(..) {
-                    hand_in(b, finish(batches[b], started));
+                    hand_in(b, finish(b, started));
                 }
             }
             let b = next.fetch_add(1, Ordering::Relaxed);
             let Some(&batch) = batches.get(b) else { break };
             if listed {
-                hand_in(b, finish(batch, Vec::new()));
+                hand_in(b, finish(b, Vec::new()));
                 after_batch();
             } else {
                 early.push((b, start(batch)));
             }
         }
         for (b, started) in early {
-            hand_in(b, finish(batches[b], started));
+            hand_in(b, finish(b, started));
         }
     };
     let mut write_failed = None;
@@ -691,11 +697,16 @@ fn run_units(args: &cli::Cli, root: &Root, out: impl Write) -> anyhow::Result<Ex
         let handles: Vec<_> = args
             .units
             .chunks(chunk)
-            .map(|part| {
+            .enumerate()
+            .map(|(c, part)| {
                 let idx = &idx;
                 sc.spawn(move || {
                     part.iter()
-                        .map(|p| {
+                        .enumerate()
+                        .map(|(i, p)| {
+                            // A unit systemd merges into an earlier file's
+                            // is that one.
+                            let p = idx.merged_into(c * chunk + i).map_or(p, |j| &args.units[j]);
                             audit_indexed(root, idx, p)
                                 .with_context(|| format!("cannot audit {p:?}"))
                         })

@@ -135,6 +135,9 @@ pub struct DropinIndex {
     root: Option<PathBuf>,
     /// The root with its own symlinks resolved.
     real_root: Option<PathBuf>,
+    /// For each file the index was built for, the earlier one whose unit
+    /// systemd merges its unit into (see [`DropinIndex::merged_into`]).
+    merged: Vec<Option<usize>>,
 }
 
 impl DropinIndex {
@@ -221,6 +224,7 @@ impl DropinIndex {
             aliases: FastMap::default(),
             real_root: root_dir.as_deref().and_then(|r| fs::canonicalize(r).ok()),
             root: root_dir,
+            merged: Vec::new(),
         };
         let mut links = FastMap::default();
         let mut chased = FastMap::default();
@@ -233,7 +237,77 @@ impl DropinIndex {
         }
         idx.links = links;
         idx.aliases = idx.alias_map();
+        idx.merged = idx.merge_plan(files);
         idx
+    }
+
+    /// The earlier file (an index into the files the index was built for)
+    /// whose unit the unit of file `i` is, as systemd loads the files of one
+    /// run in order: a name already loaded is that unit, and a unit one of
+    /// whose names (aliases, a template's instance) another loaded unit
+    /// has is merged into that one. None: the file's own unit.
+    pub fn merged_into(&self, i: usize) -> Option<usize> {
+        self.merged.get(i).copied().flatten()
+    }
+
+    /// See [`DropinIndex::merged_into`]. Only units with more than their
+    /// own name can merge (a second file of the same name is the same unit
+    /// anyway), so a run without them costs a lookup per file.
+    fn merge_plan(&self, files: &[PathBuf]) -> Vec<Option<usize>> {
+        let mut plan = vec![None; files.len()];
+        fn requested(f: &Path) -> Option<std::borrow::Cow<'_, str>> {
+            let name = crate::specifier::instantiated(unit_name(f).ok()?);
+            kind(&name).is_some().then_some(name)
+        }
+        let alone = |name: &str| {
+            !self.aliases.contains_key(name)
+                && matches!(self.lookup(name), Some(Target::Fragment { name: n, .. }) if *n == *name)
+        };
+        if files
+            .iter()
+            .all(|f| requested(f).map_or(true, |n| alone(&n)))
+        {
+            return plan;
+        }
+        let mut owner: FastMap<String, usize> = FastMap::default();
+        for (k, f) in files.iter().enumerate() {
+            let Some(name) = requested(f) else { continue };
+            if let Some(&j) = owner.get(&*name) {
+                plan[k] = Some(j);
+                continue;
+            }
+            let Ok((unit, names)) = self.locate_names(f) else {
+                continue;
+            };
+            if unit.not_found.is_some() {
+                continue;
+            }
+            // A name another unit already has merges this one into it;
+            // a template name stands for the unit's instance, but merging
+            // through it fails (systemd looks the template up as it is), and
+            // the unit stays its own.
+            let instance = match kind(&name) {
+                Some(Kind::Instance(i)) => Some(i.to_owned()),
+                _ => None,
+            };
+            let into = names
+                .iter()
+                .filter(|n| kind(n) != Some(Kind::Template))
+                .find_map(|n| owner.get(n).copied());
+            let holder = into.unwrap_or(k);
+            plan[k] = into;
+            let all = names
+                .into_iter()
+                .map(|n| match (kind(&n), &instance) {
+                    (Some(Kind::Template), Some(i)) => with_instance(&n, i),
+                    _ => n,
+                })
+                .chain(std::iter::once(name.into_owned()));
+            for n in all {
+                owner.entry(n).or_insert(holder);
+            }
+        }
+        plan
     }
 
     /// What link `name` of directory `dir` leads to, as systemd's
@@ -329,8 +403,8 @@ impl DropinIndex {
 
     /// systemd's reverse map, for alias links: the name at the end of each
     /// chain (an instance put into a template) to the links that lead
-    /// there. A chain that ends at a masked (empty or /dev/null) file
-    /// counts for none.
+    /// there. A chain that ends at a masked (empty or /dev/null) or
+    /// missing file counts for none.
     fn alias_map(&self) -> FastMap<String, Vec<String>> {
         let mut out: FastMap<String, Vec<String>> = FastMap::default();
         let mut done = NameSet::default();
@@ -346,7 +420,9 @@ impl DropinIndex {
                 let Ok(Target::Fragment { dir, name, .. }) = self.follow(src) else {
                     continue;
                 };
-                if masked(self.root.as_deref(), &self.path[dir].dir.join(&*name)) {
+                // systemd's `null_or_empty_path()`: a mask, or a fragment
+                // it cannot stat (a dangling link), counts for none.
+                if !loadable(self.root.as_deref(), &self.path[dir].dir.join(&*name)) {
                     continue;
                 }
                 let dst = match (kind(&name), kind(src)) {
@@ -373,21 +449,20 @@ impl DropinIndex {
     /// first; rip-audit takes the unit's own name first, then the others in
     /// sorted order.
     ///
-    /// TODO(#9): each file is located on its own. When files
-    /// given in one run lead to units that share a name through aliases
-    /// (an instance linked to a template while that instance, or another
-    /// alias, is given too), systemd merges them into the unit loaded
-    /// first and reports that unit for each; rip-audit scores each file as
-    /// if given alone. A differential fuzzer found it in 3 of 350 random
-    /// multi-directory runs (8 more it could not line up); none with a
-    /// file given alone.
+    /// Each file is located as if given alone; in a run of several, see
+    /// [`DropinIndex::merged_into`] first.
     pub fn locate(&self, file: &Path) -> anyhow::Result<UnitFiles> {
+        Ok(self.locate_names(file)?.0)
+    }
+
+    /// [`DropinIndex::locate`], and the unit's names (its own first).
+    fn locate_names(&self, file: &Path) -> anyhow::Result<(UnitFiles, Vec<String>)> {
         let given = unit_name(file)?;
         // A template is analysed as an instance, as systemd-analyze does.
         let name = crate::specifier::instantiated(given);
         let Some(name_kind) = kind(&name) else {
             // Not a unit name: the model says why systemd refuses it.
-            return Ok(self.unit(given, file, None));
+            return Ok((self.unit(given, file, None), Vec::new()));
         };
         let mut names: Vec<String> = Vec::with_capacity(1);
         self.add_names(name_kind, None, &name, &mut names);
@@ -421,7 +496,7 @@ impl DropinIndex {
                     why = "neither a file nor a symlink, which systemd skips";
                 }
                 let why = format!("unit {name} not found: {why}");
-                return Ok(self.unit(given, file, Some(why)));
+                return Ok((self.unit(given, file, Some(why)), Vec::new()));
             }
         };
         if *fname != *name {
@@ -451,11 +526,10 @@ impl DropinIndex {
             names.sort();
             names.insert(0, id);
         }
-        let as_given = own && names[0] == given;
-        Ok(UnitFiles {
-            as_given,
+        let unit = UnitFiles {
+            as_given: own && names[0] == given,
             dropins: self.dropins(&names),
-            name: names.swap_remove(0),
+            name: names[0].clone(),
             fragment: if own {
                 file.to_path_buf()
             } else {
@@ -464,7 +538,8 @@ impl DropinIndex {
             fragment_regular: !linked,
             not_found: None,
             root: self.root.clone(),
-        })
+        };
+        Ok((unit, names))
     }
 
     /// A unit whose fragment is the file given (nothing is read when
@@ -507,7 +582,7 @@ impl DropinIndex {
             match self.follow(name) {
                 Ok(Target::Fragment { dir, name: f, .. }) if *f == *name => {
                     let p = self.path[dir].dir.join(&*f);
-                    (!masked(self.root.as_deref(), &p)).then_some(name)
+                    loadable(self.root.as_deref(), &p).then_some(name)
                 }
                 _ => None,
             }
@@ -630,12 +705,12 @@ fn alias_allowed(src: &str, dst: &str) -> bool {
     }
 }
 
-/// systemd's `null_or_empty_path()`: a character device or an empty file
-/// (a mask). A path that cannot be read is not one.
-fn masked(within: Option<&Path>, p: &Path) -> bool {
+/// Whether systemd's `null_or_empty_path()` is 0 for `p`: it can be
+/// stat'ed and is neither a character device nor an empty file (a mask).
+fn loadable(within: Option<&Path>, p: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
     stat_in(within, p)
-        .is_ok_and(|m| m.file_type().is_char_device() || (m.is_file() && m.len() == 0))
+        .is_ok_and(|m| !(m.file_type().is_char_device() || (m.is_file() && m.len() == 0)))
 }
 
 /// Where directory `dir` really is, every symlink on the way resolved:

@@ -419,8 +419,8 @@ pub fn read_file(
     regular: bool,
 ) -> std::io::Result<usize> {
     use std::os::unix::fs::FileTypeExt;
-    if buf.len() < 64 * 1024 {
-        buf.resize(64 * 1024, 0);
+    if buf.len() < 16 * 1024 {
+        buf.resize(16 * 1024, 0);
     }
     let mut f = open_in(within, path, libc::O_RDONLY | libc::O_NONBLOCK)?;
     // A regular file opened through a link: a short read that brought it

@@ -2718,3 +2718,45 @@ fn redteam_missing_files_leave_the_path_and_chains_reach_templates() {
         systemd_rows(&want[0])
     );
 }
+
+/// Red-team (issue 9, differential fuzzer): systemd loads the files of one
+/// run in order, and a unit one of whose names another loaded unit already
+/// has is merged into that one: an instance linked to a template
+/// (`t-q@x.service` → `u@.service`) and the instance's own file
+/// (`u@x.service`), given together, are both the unit loaded first.
+/// rip-audit scored each file as if given alone.
+#[test]
+fn redteam_units_of_one_run_merge_as_systemd_loads_them() {
+    use std::os::unix::fs::symlink;
+    let d = test_dir("redteam_merge");
+    let unit = |lines: &str| format!("[Service]\nExecStart=/bin/true\n{lines}\n").into_bytes();
+    write_all(
+        &d,
+        &[
+            ("u@.service", unit("PrivateTmp=yes\nNoNewPrivileges=yes")),
+            ("u@x.service", unit("ProtectHome=yes")),
+        ],
+    );
+    symlink("u@.service", d.join("t-q@x.service")).unwrap();
+    let (alias, own) = (d.join("t-q@x.service"), d.join("u@x.service"));
+
+    for (files, name) in [
+        ([alias.clone(), own.clone()], "t-q@x.service"),
+        ([own.clone(), alias.clone()], "u@x.service"),
+    ] {
+        let want = analyze_together(&files);
+        let paths: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+        let (_, got, o) = rip_audit(&[&["--observe=no", "--unit"][..], &paths].concat(), "");
+        let (_, lean, _) = rip_audit(
+            &[&["--format", "scores", "--unit"][..], &paths].concat(),
+            "",
+        );
+
+        assert_eq!((want.len(), got.len()), (2, 2), "{}", show("merge", &o));
+        assert_eq!(want[0], want[1], "systemd reports one unit twice");
+        for (w, (g, l)) in want.iter().zip(got.iter().zip(&lean)) {
+            assert_eq!(rip_rows(&g["rip_audit"]["unit"]), systemd_rows(w));
+            assert_eq!(l["unit"], name);
+        }
+    }
+}
