@@ -26,9 +26,11 @@ pub struct Cli {
 
     /// Audit these unit files instead of reading app specs
     ///
-    /// Drop-ins next to each file and on the unit search path under --root
-    /// are merged, as systemd-analyze does. The file checks that need an app
-    /// spec (home, data, backups) are skipped.
+    /// Each file is found as systemd-analyze finds it: by its name on the
+    /// unit search path (the files' directories first; under --root the
+    /// root's path), aliases followed, with the drop-ins of every name of
+    /// the unit (see UNIT LOOKUP). The file checks that need an app spec
+    /// (home, data, backups) are skipped.
     #[arg(long = "unit", value_name = "FILE", num_args = 1..)]
     pub units: Vec<PathBuf>,
 
