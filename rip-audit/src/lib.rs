@@ -75,9 +75,10 @@ pub fn audit_unit_file(root: &Root, host_path: &Path) -> anyhow::Result<AuditedU
     audit_indexed(root, &idx, host_path)
 }
 
-/// Whether systemd would load the unit: no fatal error and an ExecStart=.
+/// Whether systemd would load the unit: no fatal error and nothing its
+/// `service_verify()` refuses.
 fn loads(settings: &model::Settings) -> bool {
-    settings.fatal.is_empty() && settings.exec_start
+    settings.fatal.is_empty() && settings.load_errors().is_empty()
 }
 
 /// systemd 252 refuses a unit whose fragment has a line its parser fails
@@ -195,14 +196,7 @@ fn unit_findings(u: &AuditedUnit, root: &Root) -> Vec<Finding> {
     let mut out = weaken::dropins_weaken(u, root);
     if !u.report.loaded {
         let mut why = u.settings.fatal.clone();
-        if !u
-            .settings
-            .assignments
-            .iter()
-            .any(|a| a.key == "ExecStart" && !a.value.is_empty())
-        {
-            why.push("no ExecStart=".into());
-        }
+        why.extend(u.settings.load_errors());
         out.push(Finding::new(
             "UNIT_LOAD_FAILED",
             Severity::Critical,

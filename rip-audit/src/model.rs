@@ -588,6 +588,9 @@ pub struct Settings {
     /// Whether an `ExecStart=` command is left (an empty assignment
     /// clears the list).
     pub exec_start: bool,
+    /// What systemd's `service_verify()` needs besides (see
+    /// [`Settings::load_errors`]).
+    pub verify: Verify,
     /// `User=` (after DynamicUser's derivation).
     pub user: Option<String>,
     /// `Group=`.
@@ -1077,6 +1080,7 @@ impl Settings {
             default_dependencies: true,
             service_type: "simple",
             exec_start: false,
+            verify: Verify::default(),
             user: None,
             group: None,
             dynamic_user: false,
@@ -1233,6 +1237,25 @@ impl Settings {
         let v = a.value;
         match &**a.section {
             "Service" => {}
+            "Unit" if a.key == "SuccessAction" => {
+                const ACTIONS: &[&str] = &[
+                    "none",
+                    "reboot",
+                    "reboot-force",
+                    "reboot-immediate",
+                    "poweroff",
+                    "poweroff-force",
+                    "poweroff-immediate",
+                    "exit",
+                    "exit-force",
+                ];
+                // An empty or unknown value is ignored (the last one stays).
+                match ACTIONS.iter().position(|x| *x == v) {
+                    Some(i) => self.verify.success_action = i > 0,
+                    None => self.ignore(a, format_args!("unknown action"), true),
+                }
+                return;
+            }
             "Unit" if a.key == "DefaultDependencies" => {
                 match parse_bool(v) {
                     Some(b) => self.default_dependencies = b,
@@ -1243,13 +1266,59 @@ impl Settings {
             _ => return,
         }
         match a.key {
-            "ExecStart" => self.exec_start = !v.is_empty(),
+            "ExecStart" => {
+                if v.is_empty() {
+                    self.verify.exec_starts = 0;
+                } else {
+                    // Commands on one line are separated by a lone `;`
+                    // (quoting is not looked at).
+                    let mut words = v.split_whitespace().peekable();
+                    while words.peek().is_some() {
+                        let command = words.by_ref().take_while(|w| *w != ";").count();
+                        self.verify.exec_starts += usize::from(command > 0);
+                    }
+                }
+                self.exec_start = self.verify.exec_starts > 0;
+            }
+            "ExecStop" => self.verify.exec_stop = !v.is_empty(),
+            "RemainAfterExit" => match parse_bool(v) {
+                Some(b) => self.verify.remain_after_exit = b,
+                None => self.ignore(a, format_args!("not a boolean"), true),
+            },
+            // An empty bus name is ignored.
+            "BusName" if !v.is_empty() => self.verify.bus_name = true,
+            "Restart" => {
+                const R: &[&str] = &[
+                    "no",
+                    "on-success",
+                    "on-failure",
+                    "on-abnormal",
+                    "on-watchdog",
+                    "on-abort",
+                    "always",
+                ];
+                match R.iter().find(|r| **r == v) {
+                    Some(r) => {
+                        self.verify.restart_on_success = matches!(*r, "always" | "on-success")
+                    }
+                    None => self.ignore(a, format_args!("unknown restart setting"), true),
+                }
+            }
+            "PAMName" => self.verify.pam = !v.is_empty(),
+            "KillMode" => {
+                const K: &[&str] = &["control-group", "process", "mixed", "none"];
+                match K.iter().find(|k| **k == v) {
+                    Some(k) => self.verify.kill_main_only = matches!(*k, "process" | "none"),
+                    None => self.ignore(a, format_args!("unknown kill mode"), true),
+                }
+            }
             "Type" => {
                 const T: &[&str] = &[
                     "simple", "exec", "forking", "oneshot", "dbus", "notify", "idle",
                 ];
                 if let Some(t) = T.iter().find(|t| **t == v) {
                     self.service_type = t;
+                    self.verify.type_set = true;
                 } else {
                     self.ignore(a, format_args!("unknown service type"), true);
                 }
@@ -1862,6 +1931,72 @@ impl Settings {
                 "none"
             };
         }
+    }
+}
+
+/// The settings systemd 252's `service_verify()` checks before it loads a
+/// service (besides `ExecStart=`, see [`Settings::exec_start`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verify {
+    /// `ExecStart=` commands.
+    pub exec_starts: usize,
+    /// An `ExecStop=` command is set.
+    pub exec_stop: bool,
+    /// `SuccessAction=` is not `none`.
+    pub success_action: bool,
+    /// `RemainAfterExit=yes`.
+    pub remain_after_exit: bool,
+    /// `BusName=` is set.
+    pub bus_name: bool,
+    /// `Type=` is set (without it systemd picks `dbus` for a bus name,
+    /// `simple` with an `ExecStart=`, else `oneshot`).
+    pub type_set: bool,
+    /// `Restart=always` or `on-success`.
+    pub restart_on_success: bool,
+    /// `PAMName=` is set.
+    pub pam: bool,
+    /// `KillMode=process` or `none` (the default is `control-group`).
+    pub kill_main_only: bool,
+}
+
+impl Settings {
+    /// The service type systemd uses: `Type=`, or the one it picks.
+    pub fn effective_type(&self) -> &'static str {
+        match (self.verify.type_set, self.verify.bus_name, self.exec_start) {
+            (true, _, _) => self.service_type,
+            (false, true, _) => "dbus",
+            (false, false, true) => "simple",
+            (false, false, false) => "oneshot",
+        }
+    }
+
+    /// Why systemd 252 refuses to load the service (`service_verify()`),
+    /// if it does.
+    pub fn load_errors(&self) -> Vec<String> {
+        let v = &self.verify;
+        let ty = self.effective_type();
+        let mut out = Vec::new();
+        if !self.exec_start && !v.exec_stop && !v.success_action {
+            out.push("no ExecStart=, ExecStop= or SuccessAction=".to_owned());
+        } else if ty != "oneshot" && !self.exec_start {
+            out.push(format!(
+                "no ExecStart=, which only Type=oneshot may lack (Type={ty})"
+            ));
+        } else if !self.exec_start && !v.success_action && !v.remain_after_exit {
+            out.push("no ExecStart= or SuccessAction=, and RemainAfterExit= is not yes".to_owned());
+        } else if ty != "oneshot" && v.exec_starts > 1 {
+            out.push(format!(
+                "{} ExecStart= commands, which only Type=oneshot may have",
+                v.exec_starts
+            ));
+        } else if ty == "oneshot" && v.restart_on_success {
+            out.push("Restart=always or on-success with Type=oneshot".to_owned());
+        } else if ty == "dbus" && !v.bus_name {
+            out.push("Type=dbus without BusName=".to_owned());
+        } else if v.pam && v.kill_main_only {
+            out.push("PAMName= needs KillMode=control-group or mixed".to_owned());
+        }
+        out
     }
 }
 

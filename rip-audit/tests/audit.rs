@@ -2760,3 +2760,49 @@ fn redteam_units_of_one_run_merge_as_systemd_loads_them() {
         }
     }
 }
+
+/// Red-team (issue 9, found on this machine's own units): systemd 252 loads
+/// a service without `ExecStart=` when its type is (or defaults to)
+/// oneshot and `SuccessAction=` or `RemainAfterExit=yes` makes it useful
+/// (`systemd-exit.service`), and refuses more than one `ExecStart=` outside
+/// oneshot, `Restart=always` with oneshot, `Type=dbus` without a bus name
+/// and `PAMName=` with `KillMode=process`. rip-audit took any unit with an
+/// `ExecStart=` as loaded and any without as refused.
+#[test]
+fn redteam_load_rules_of_service_verify() {
+    let dir = test_dir("redteam_verify");
+    let lines = [
+        "[Unit]\nSuccessAction=exit-force\n[Service]\nPrivateTmp=yes",
+        "[Unit]\nSuccessAction=none\n[Service]\nPrivateTmp=yes",
+        "[Unit]\nSuccessAction=exit\nSuccessAction=\n[Service]\nPrivateTmp=yes",
+        "[Unit]\nSuccessAction=halt\n[Service]\nPrivateTmp=yes",
+        "[Service]\nPrivateTmp=yes",
+        "[Service]\nType=simple\nExecStop=/bin/true",
+        "[Service]\nExecStop=/bin/true",
+        "[Service]\nExecStop=/bin/true\nRemainAfterExit=yes",
+        "[Service]\nExecStart=/bin/true\nExecStart=/bin/false",
+        "[Service]\nType=oneshot\nExecStart=/bin/true\nExecStart=/bin/false",
+        "[Service]\nExecStart=/bin/true ; /bin/false",
+        "[Service]\nExecStart=/bin/true ;",
+        "[Service]\nExecStart=;",
+        "[Service]\nExecStart=/bin/true\nExecStart=\nExecStart=/bin/false",
+        "[Service]\nType=oneshot\nExecStart=/bin/true\nRestart=always",
+        "[Service]\nType=oneshot\nExecStart=/bin/true\nRestart=on-failure",
+        "[Service]\nBusName=org.example.x\nExecStart=/bin/true",
+        "[Service]\nType=dbus\nExecStart=/bin/true",
+        "[Service]\nExecStart=/bin/true\nPAMName=login\nKillMode=process",
+        "[Service]\nExecStart=/bin/true\nPAMName=login",
+        "[Service]\nType=notify\nExecStop=/bin/true",
+    ];
+    let files: Vec<(String, Vec<u8>)> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!("v{i}.service"), format!("{l}\n").into_bytes()))
+        .collect();
+    let named: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let paths = write_all(&dir, &named);
+
+    let bad = compare_each(&paths, &[], analyze_file);
+
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
