@@ -1127,17 +1127,29 @@ fn redteam_score_above_rip_unit_exposure_target() {
 /// systemd-analyze's rows for `unit` under `root` (`--root`, by name, so
 /// drop-ins apply), or its stderr when it cannot load the unit.
 fn analyze_in_root(root: &Path, unit: &str) -> Result<Vec<Value>, String> {
-    let policy = root.join("EMPTY.json");
+    let root_arg = format!("--root={}", root.display());
+    first_rows(&systemd_security(root, &[root_arg.as_ref(), unit.as_ref()]))
+}
+
+/// `systemd-analyze security --offline=true --json=short` with an empty
+/// policy (written into `dir`) and debug mode (the offline checks), over
+/// `args`.
+fn systemd_security(dir: &Path, args: &[&std::ffi::OsStr]) -> Output {
+    let policy = dir.join("EMPTY.json");
     std::fs::write(&policy, "{}").unwrap();
-    let res = Command::new(systemd_analyze_or_fail())
+    Command::new(systemd_analyze_or_fail())
         .env("SYSTEMD_ANALYZE_DEBUG", "1")
         .env("SYSTEMD_LOG_LEVEL", "err")
         .args(["security", "--offline=true", "--json=short"])
         .arg(format!("--security-policy={}", policy.display()))
-        .arg(format!("--root={}", root.display()))
-        .arg(unit)
+        .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// The rows of the first unit systemd-analyze printed, or its stderr when
+/// it printed none.
+fn first_rows(res: &Output) -> Result<Vec<Value>, String> {
     String::from_utf8_lossy(&res.stdout)
         .lines()
         .find(|l| l.starts_with('['))
@@ -1599,21 +1611,7 @@ fn e2e_fleet_under_real_systemd_is_clean_and_broken_variants_are_caught() {
 /// systemd-analyze's rows for one unit file given by path, or its stderr
 /// when it refuses the unit.
 fn analyze_file(file: &Path) -> Result<Vec<Value>, String> {
-    let policy = file.with_file_name("EMPTY.json");
-    std::fs::write(&policy, "{}").unwrap();
-    let res = Command::new(systemd_analyze_or_fail())
-        .env("SYSTEMD_ANALYZE_DEBUG", "1")
-        .env("SYSTEMD_LOG_LEVEL", "err")
-        .args(["security", "--offline=true", "--json=short"])
-        .arg(format!("--security-policy={}", policy.display()))
-        .arg(file)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&res.stdout)
-        .lines()
-        .find(|l| l.starts_with('['))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .ok_or_else(|| String::from_utf8_lossy(&res.stderr).into_owned())
+    first_rows(&systemd_security(file.parent().unwrap(), &[file.as_ref()]))
 }
 
 /// Run rip-audit once in full mode and once with `--format scores` over
@@ -1854,7 +1852,7 @@ fn redteam_dropins_apply_in_systemds_order() {
         "lib/systemd/system",
         "usr/lib/systemd/system",
     );
-    let conf = |line: &str| format!("[Service]\n{line}\n").into_bytes();
+    let conf = conf_bytes;
     let unit = b"[Service]\nExecStart=/bin/true\n".to_vec();
     let files = [
         (format!("{e}/a-b.service"), unit.clone()),
@@ -2321,16 +2319,8 @@ fn scores_format_stops_at_an_unreadable_unit_and_keeps_order() {
 /// systemd-analyze once over `files` (so that their directories make one
 /// search path, in order): one array of rows per unit it loads.
 fn analyze_together(files: &[PathBuf]) -> Vec<Vec<Value>> {
-    let policy = files[0].with_file_name("EMPTY.json");
-    std::fs::write(&policy, "{}").unwrap();
-    let res = Command::new(systemd_analyze_or_fail())
-        .env("SYSTEMD_ANALYZE_DEBUG", "1")
-        .env("SYSTEMD_LOG_LEVEL", "err")
-        .args(["security", "--offline=true", "--json=short"])
-        .arg(format!("--security-policy={}", policy.display()))
-        .args(files)
-        .output()
-        .unwrap();
+    let args: Vec<&std::ffi::OsStr> = files.iter().map(|f| f.as_os_str()).collect();
+    let res = systemd_security(files[0].parent().unwrap(), &args);
     String::from_utf8_lossy(&res.stdout)
         .lines()
         .filter(|l| l.starts_with('['))
@@ -2352,8 +2342,8 @@ fn redteam_aliases_linked_files_and_shadowing_as_systemd_finds_them() {
     use std::os::unix::fs::symlink;
     let t = test_dir("redteam_aliases");
     let (a, b, out) = (t.join("a"), t.join("b"), t.join("outside"));
-    let unit = |lines: &str| format!("[Service]\nExecStart=/bin/true\n{lines}\n").into_bytes();
-    let conf = |line: &str| format!("[Service]\n{line}\n").into_bytes();
+    let unit = service_with;
+    let conf = conf_bytes;
     write_all(
         &a,
         &[
@@ -2492,8 +2482,14 @@ fn redteam_aliases_linked_files_and_shadowing_as_systemd_finds_them() {
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
+/// A drop-in with one `[Service]` line.
 fn conf_bytes(line: &str) -> Vec<u8> {
     format!("[Service]\n{line}\n").into_bytes()
+}
+
+/// A runnable service with `lines` added.
+fn service_with(lines: &str) -> Vec<u8> {
+    format!("[Service]\nExecStart=/bin/true\n{lines}\n").into_bytes()
 }
 
 /// Red-team (issue 9): under `--root`, units are found by name on the
@@ -2511,7 +2507,7 @@ fn redteam_units_under_root_found_by_name_and_read_inside_it() {
         root.join("etc/systemd/system"),
         root.join("lib/systemd/system"),
     );
-    let unit = |lines: &str| format!("[Service]\nExecStart=/bin/true\n{lines}\n").into_bytes();
+    let unit = service_with;
     write_all(
         &l,
         &[
@@ -2653,7 +2649,7 @@ fn scores_format_leaves_unreadable_early_files_to_the_listing() {
 fn redteam_missing_files_leave_the_path_and_chains_reach_templates() {
     use std::os::unix::fs::symlink;
     let t = test_dir("redteam_missing_dirs");
-    let unit = |lines: &str| format!("[Service]\nExecStart=/bin/true\n{lines}\n").into_bytes();
+    let unit = service_with;
     let (d0, d1) = (t.join("d0"), t.join("d1"));
     write_all(&d1, &[("x.service", unit("PrivateTmp=yes"))]);
     std::fs::create_dir_all(&d0).unwrap();
@@ -2729,7 +2725,7 @@ fn redteam_missing_files_leave_the_path_and_chains_reach_templates() {
 fn redteam_units_of_one_run_merge_as_systemd_loads_them() {
     use std::os::unix::fs::symlink;
     let d = test_dir("redteam_merge");
-    let unit = |lines: &str| format!("[Service]\nExecStart=/bin/true\n{lines}\n").into_bytes();
+    let unit = service_with;
     write_all(
         &d,
         &[
