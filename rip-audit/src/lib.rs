@@ -71,25 +71,27 @@ pub struct AuditedUnit {
 /// Load and score one unit file (`host_path` is where to read it).
 pub fn audit_unit_file(root: &Root, host_path: &Path) -> anyhow::Result<AuditedUnit> {
     let files = [host_path.to_path_buf()];
-    let idx = unitfile::DropinIndex::new(root, &files);
+    let idx = unitfile::UnitIndex::new(root, &files);
     audit_indexed(root, &idx, host_path)
 }
 
 /// Whether systemd would load the unit: no fatal error and nothing its
 /// `service_verify()` refuses.
 fn loads(settings: &model::Settings) -> bool {
-    settings.fatal.is_empty() && settings.load_errors().is_empty()
+    settings.fatal.is_empty() && settings.load_error().is_none()
 }
 
-/// systemd 252 refuses a unit whose fragment has a line its parser fails
-/// on (over `LONG_LINE_MAX`, "No buffer space available"; not UTF-8; a bad
+/// Why systemd 252 refuses a unit for its files: none found (see
+/// `UnitFiles::not_found`), or a fragment with a line its parser fails on
+/// (over `LONG_LINE_MAX`, "No buffer space available"; not UTF-8; a bad
 /// section header); in a drop-in such a line only ends that drop-in (see
 /// `unitfile::parse_ini`).
-fn fragment_too_long(
+fn file_errors(
     files: &unitfile::UnitFiles,
     syntax: &[unitfile::SyntaxIssue],
     settings: &mut model::Settings,
 ) {
+    settings.fatal.extend(files.not_found.clone());
     for i in syntax
         .iter()
         .filter(|i| i.fatal && i.file == files.fragment)
@@ -103,14 +105,13 @@ fn fragment_too_long(
 /// Like [`audit_unit_file`], with a shared drop-in index.
 pub fn audit_indexed(
     root: &Root,
-    idx: &unitfile::DropinIndex,
+    idx: &unitfile::UnitIndex,
     host_path: &Path,
 ) -> anyhow::Result<AuditedUnit> {
     let files = idx.locate(host_path)?;
     let (assignments, syntax) = unitfile::read_all(&files)?;
     let mut settings = model::settings(&files.name, &files.fragment, assignments);
-    fragment_too_long(&files, &syntax, &mut settings);
-    settings.fatal.extend(files.not_found.clone());
+    file_errors(&files, &syntax, &mut settings);
     let sc = score::score(&settings);
     let loaded = loads(&settings);
     // The unit file alone, to see what the drop-ins change.
@@ -196,7 +197,7 @@ fn unit_findings(u: &AuditedUnit, root: &Root) -> Vec<Finding> {
     let mut out = weaken::dropins_weaken(u, root);
     if !u.report.loaded {
         let mut why = u.settings.fatal.clone();
-        why.extend(u.settings.load_errors());
+        why.extend(u.settings.load_error());
         out.push(Finding::new(
             "UNIT_LOAD_FAILED",
             Severity::Critical,
@@ -422,15 +423,7 @@ fn start_unit(files: &unitfile::UnitFiles) -> anyhow::Result<Started> {
 /// the host only): the guess that it is the unit's fragment is checked in
 /// [`finish_unit`].
 fn start_given(host_path: &Path) -> anyhow::Result<Started> {
-    start_unit(&unitfile::UnitFiles {
-        name: unitfile::unit_name(host_path)?.to_owned(),
-        fragment: host_path.to_path_buf(),
-        dropins: Vec::new(),
-        fragment_regular: false,
-        not_found: None,
-        root: None,
-        as_given: true,
-    })
+    start_unit(&unitfile::UnitFiles::given(host_path, None, None)?)
 }
 
 /// Find the unit's files (the fragment read early is used if it is the
@@ -440,7 +433,7 @@ fn start_given(host_path: &Path) -> anyhow::Result<Started> {
 fn finish_unit(
     buf: &mut Vec<u8>,
     root: &Root,
-    idx: &unitfile::DropinIndex,
+    idx: &unitfile::UnitIndex,
     host_path: &Path,
     started: Option<Started>,
 ) -> anyhow::Result<u64> {
@@ -457,8 +450,7 @@ fn finish_unit(
         syntax.extend(unitfile::read_one(d, within, true, |l| settings.apply(&l))?);
     }
     settings.finish();
-    fragment_too_long(&files, &syntax, &mut settings);
-    settings.fatal.extend(files.not_found.clone());
+    file_errors(&files, &syntax, &mut settings);
     let (sc, _) = score::summary(&settings);
     // Under `/`, a path without `//`, `/./` or a trailing `/` or `/.` is
     // shown as given: what `Root::strip` would make of it, unallocated.
@@ -557,7 +549,7 @@ fn run_scores(args: &cli::Cli, root: &Root, mut out: impl Write) -> anyhow::Resu
         batch.iter().map(|p| start_given(p).ok()).collect()
     };
     let finish = |b: usize, started: Vec<Option<Started>>| -> anyhow::Result<Vec<u8>> {
-        let idx: &unitfile::DropinIndex = index.wait();
+        let idx: &unitfile::UnitIndex = index.wait();
         let batch = batches[b];
         let mut buf = Vec::with_capacity(batch.len() * 128);
         let mut started = started.into_iter();
@@ -640,7 +632,7 @@ fn run_scores(args: &cli::Cli, root: &Root, mut out: impl Write) -> anyhow::Resu
         for _ in 1..threads.min(batches.len()) {
             sc.spawn(|| work(&mut || ()));
         }
-        index.put(unitfile::DropinIndex::new(root, &args.units));
+        index.put(unitfile::UnitIndex::new(root, &args.units));
         work(&mut || {
             if write_failed.is_none() {
                 if let Err(e) = write_ready(&mut out) {
@@ -680,7 +672,7 @@ struct Done {
 
 /// Audit unit files given with --unit (no specs): score and lint.
 fn run_units(args: &cli::Cli, root: &Root, out: impl Write) -> anyhow::Result<Exit> {
-    let idx = unitfile::DropinIndex::new(root, &args.units);
+    let idx = unitfile::UnitIndex::new(root, &args.units);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)

@@ -64,6 +64,26 @@ pub struct UnitFiles {
     pub as_given: bool,
 }
 
+impl UnitFiles {
+    /// The unit of `file` as given: its own fragment, no drop-ins (nothing
+    /// is read when systemd does not find it: `not_found`).
+    pub fn given(
+        file: &Path,
+        root: Option<PathBuf>,
+        not_found: Option<String>,
+    ) -> anyhow::Result<Self> {
+        Ok(UnitFiles {
+            name: unit_name(file)?.to_owned(),
+            fragment: file.to_path_buf(),
+            dropins: Vec::new(),
+            fragment_regular: false,
+            as_given: not_found.is_none(),
+            not_found,
+            root,
+        })
+    }
+}
+
 /// What a directory of the search path holds under a unit name (systemd
 /// ignores anything else, a FIFO or a directory so named).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +139,7 @@ enum Target {
 /// The search path listed once per run, with systemd's name map over it,
 /// so that auditing many units probes no path twice.
 #[derive(Debug)]
-pub struct DropinIndex {
+pub struct UnitIndex {
     /// The search path, in order, duplicates (by device and inode) dropped.
     path: Vec<Listed>,
     /// Each directory of the search path before duplicates were dropped,
@@ -129,18 +149,18 @@ pub struct DropinIndex {
     links: FastMap<(usize, Box<str>), Option<Target>>,
     /// For a unit name, the alias links whose chain ends at it (systemd's
     /// `unit_name_map` without the names that stand for themselves; see
-    /// [`DropinIndex::add_names`] for the one case where that matters).
+    /// [`UnitIndex::add_names`] for the one case where that matters).
     aliases: FastMap<String, Vec<String>>,
     /// The root, for absolute link targets (None on the host).
     root: Option<PathBuf>,
     /// The root with its own symlinks resolved.
     real_root: Option<PathBuf>,
     /// For each file the index was built for, the earlier one whose unit
-    /// systemd merges its unit into (see [`DropinIndex::merged_into`]).
+    /// systemd merges its unit into (see [`UnitIndex::merged_into`]).
     merged: Vec<Option<usize>>,
 }
 
-impl DropinIndex {
+impl UnitIndex {
     /// Index the search path under `root` and the directories of `files`.
     /// On the host the files' directories come first, in the order given,
     /// as `systemd-analyze` puts them; under `--root` a directory that is
@@ -203,7 +223,7 @@ impl DropinIndex {
                 .chain(search.iter_mut())
                 .filter(|l| l.id.is_some())
             {
-                l.real = fs::canonicalize(&l.dir).ok();
+                l.real = real_dir(None, &l.dir);
             }
         }
         let prefixes = path
@@ -217,7 +237,7 @@ impl DropinIndex {
                 path.push(l);
             }
         }
-        let mut idx = DropinIndex {
+        let mut idx = UnitIndex {
             path,
             prefixes,
             links: FastMap::default(),
@@ -250,7 +270,7 @@ impl DropinIndex {
         self.merged.get(i).copied().flatten()
     }
 
-    /// See [`DropinIndex::merged_into`]. Only units with more than their
+    /// See [`UnitIndex::merged_into`]. Only units with more than their
     /// own name can merge (a second file of the same name is the same unit
     /// anyway), so a run without them costs a lookup per file.
     fn merge_plan(&self, files: &[PathBuf]) -> Vec<Option<usize>> {
@@ -450,19 +470,19 @@ impl DropinIndex {
     /// sorted order.
     ///
     /// Each file is located as if given alone; in a run of several, see
-    /// [`DropinIndex::merged_into`] first.
+    /// [`UnitIndex::merged_into`] first.
     pub fn locate(&self, file: &Path) -> anyhow::Result<UnitFiles> {
         Ok(self.locate_names(file)?.0)
     }
 
-    /// [`DropinIndex::locate`], and the unit's names (its own first).
+    /// [`UnitIndex::locate`], and the unit's names (its own first).
     fn locate_names(&self, file: &Path) -> anyhow::Result<(UnitFiles, Vec<String>)> {
         let given = unit_name(file)?;
         // A template is analysed as an instance, as systemd-analyze does.
         let name = crate::specifier::instantiated(given);
         let Some(name_kind) = kind(&name) else {
             // Not a unit name: the model says why systemd refuses it.
-            return Ok((self.unit(given, file, None), Vec::new()));
+            return Ok((UnitFiles::given(file, self.root.clone(), None)?, Vec::new()));
         };
         let mut names: Vec<String> = Vec::with_capacity(1);
         self.add_names(name_kind, None, &name, &mut names);
@@ -496,7 +516,10 @@ impl DropinIndex {
                     why = "neither a file nor a symlink, which systemd skips";
                 }
                 let why = format!("unit {name} not found: {why}");
-                return Ok((self.unit(given, file, Some(why)), Vec::new()));
+                return Ok((
+                    UnitFiles::given(file, self.root.clone(), Some(why))?,
+                    Vec::new(),
+                ));
             }
         };
         if *fname != *name {
@@ -540,20 +563,6 @@ impl DropinIndex {
             root: self.root.clone(),
         };
         Ok((unit, names))
-    }
-
-    /// A unit whose fragment is the file given (nothing is read when
-    /// systemd does not find it: `not_found`).
-    fn unit(&self, given: &str, file: &Path, not_found: Option<String>) -> UnitFiles {
-        UnitFiles {
-            name: given.to_owned(),
-            fragment: file.to_path_buf(),
-            dropins: Vec::new(),
-            fragment_regular: false,
-            as_given: not_found.is_none(),
-            not_found,
-            root: self.root.clone(),
-        }
     }
 
     /// systemd's `add_names()` for a unit of kind `unit`: `name` itself
@@ -928,10 +937,10 @@ fn parent_of(file: &Path) -> &Path {
     }
 }
 
-/// Find `file`'s unit files (one-off; see [`DropinIndex`] for many units).
+/// Find `file`'s unit files (one-off; see [`UnitIndex`] for many units).
 pub fn locate(root: &Root, file: &Path) -> anyhow::Result<UnitFiles> {
     let files = [file.to_path_buf()];
-    DropinIndex::new(root, &files).locate(file)
+    UnitIndex::new(root, &files).locate(file)
 }
 
 #[cfg(test)]

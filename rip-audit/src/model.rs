@@ -585,11 +585,8 @@ pub struct Settings {
     pub default_dependencies: bool,
     /// `Type=`.
     pub service_type: &'static str,
-    /// Whether an `ExecStart=` command is left (an empty assignment
-    /// clears the list).
-    pub exec_start: bool,
-    /// What systemd's `service_verify()` needs besides (see
-    /// [`Settings::load_errors`]).
+    /// What systemd's `service_verify()` looks at (see
+    /// [`Settings::load_error`]).
     pub verify: Verify,
     /// `User=` (after DynamicUser's derivation).
     pub user: Option<String>,
@@ -1079,7 +1076,6 @@ impl Settings {
             name: name.to_owned(),
             default_dependencies: true,
             service_type: "simple",
-            exec_start: false,
             verify: Verify::default(),
             user: None,
             group: None,
@@ -1278,7 +1274,6 @@ impl Settings {
                         self.verify.exec_starts += usize::from(command > 0);
                     }
                 }
-                self.exec_start = self.verify.exec_starts > 0;
             }
             "ExecStop" => self.verify.exec_stop = !v.is_empty(),
             "RemainAfterExit" => match parse_bool(v) {
@@ -1935,10 +1930,10 @@ impl Settings {
 }
 
 /// The settings systemd 252's `service_verify()` checks before it loads a
-/// service (besides `ExecStart=`, see [`Settings::exec_start`]).
+/// service.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verify {
-    /// `ExecStart=` commands.
+    /// `ExecStart=` commands left (an empty assignment clears the list).
     pub exec_starts: usize,
     /// An `ExecStop=` command is set.
     pub exec_stop: bool,
@@ -1962,7 +1957,8 @@ pub struct Verify {
 impl Settings {
     /// The service type systemd uses: `Type=`, or the one it picks.
     pub fn effective_type(&self) -> &'static str {
-        match (self.verify.type_set, self.verify.bus_name, self.exec_start) {
+        let v = &self.verify;
+        match (v.type_set, v.bus_name, v.exec_starts > 0) {
             (true, _, _) => self.service_type,
             (false, true, _) => "dbus",
             (false, false, true) => "simple",
@@ -1971,32 +1967,31 @@ impl Settings {
     }
 
     /// Why systemd 252 refuses to load the service (`service_verify()`),
-    /// if it does.
-    pub fn load_errors(&self) -> Vec<String> {
+    /// if it does: the first rule it breaks.
+    pub fn load_error(&self) -> Option<String> {
         let v = &self.verify;
         let ty = self.effective_type();
-        let mut out = Vec::new();
-        if !self.exec_start && !v.exec_stop && !v.success_action {
-            out.push("no ExecStart=, ExecStop= or SuccessAction=".to_owned());
-        } else if ty != "oneshot" && !self.exec_start {
-            out.push(format!(
-                "no ExecStart=, which only Type=oneshot may lack (Type={ty})"
-            ));
-        } else if !self.exec_start && !v.success_action && !v.remain_after_exit {
-            out.push("no ExecStart= or SuccessAction=, and RemainAfterExit= is not yes".to_owned());
+        let start = v.exec_starts > 0;
+        Some(if !start && !v.exec_stop && !v.success_action {
+            "no ExecStart=, ExecStop= or SuccessAction=".to_owned()
+        } else if ty != "oneshot" && !start {
+            format!("no ExecStart=, which only Type=oneshot may lack (Type={ty})")
+        } else if !start && !v.success_action && !v.remain_after_exit {
+            "no ExecStart= or SuccessAction=, and RemainAfterExit= is not yes".to_owned()
         } else if ty != "oneshot" && v.exec_starts > 1 {
-            out.push(format!(
+            format!(
                 "{} ExecStart= commands, which only Type=oneshot may have",
                 v.exec_starts
-            ));
+            )
         } else if ty == "oneshot" && v.restart_on_success {
-            out.push("Restart=always or on-success with Type=oneshot".to_owned());
+            "Restart=always or on-success with Type=oneshot".to_owned()
         } else if ty == "dbus" && !v.bus_name {
-            out.push("Type=dbus without BusName=".to_owned());
+            "Type=dbus without BusName=".to_owned()
         } else if v.pam && v.kill_main_only {
-            out.push("PAMName= needs KillMode=control-group or mixed".to_owned());
-        }
-        out
+            "PAMName= needs KillMode=control-group or mixed".to_owned()
+        } else {
+            return None;
+        })
     }
 }
 

@@ -351,7 +351,7 @@ fn parse_line(
     true
 }
 
-pub use crate::lookup::{locate, unit_name, DropinIndex, UnitFiles, SEARCH_PATH};
+pub use crate::lookup::{locate, unit_name, UnitFiles, UnitIndex, SEARCH_PATH};
 
 /// Every assignment of the unit and its drop-ins, in application order,
 /// plus syntax issues.
