@@ -399,10 +399,10 @@ struct Started {
     syntax: Vec<unitfile::SyntaxIssue>,
 }
 
-/// Read and apply the fragment of `files` (a regular file is read without
-/// the final read for EOF; nothing is read for a unit systemd does not
-/// find).
-fn start_unit(files: &unitfile::UnitFiles) -> anyhow::Result<Started> {
+/// Read and apply the fragment of `files`, known to be a file of `kind`
+/// (a regular file is read without the final read for EOF; nothing is read
+/// for a unit systemd does not find).
+fn start_unit(files: &unitfile::UnitFiles, kind: unitfile::FileKind) -> anyhow::Result<Started> {
     let (name, host_path) = (files.name.as_str(), files.fragment.as_path());
     // Lines go straight into the settings: nothing is kept for a lint.
     let mut settings = Box::new(model::Settings::new(name));
@@ -410,9 +410,7 @@ fn start_unit(files: &unitfile::UnitFiles) -> anyhow::Result<Started> {
     settings.fragment = Some(std::sync::Arc::from(host_path));
     let syntax = if files.not_found.is_none() {
         let within = files.root.as_deref();
-        unitfile::read_one(host_path, within, files.fragment_regular, |l| {
-            settings.apply(&l)
-        })?
+        unitfile::read_one(host_path, within, kind, |l| settings.apply(&l))?
     } else {
         Vec::new()
     };
@@ -420,10 +418,11 @@ fn start_unit(files: &unitfile::UnitFiles) -> anyhow::Result<Started> {
 }
 
 /// Read and apply the file given, before the search path is indexed (on
-/// the host only): the guess that it is the unit's fragment is checked in
-/// [`finish_unit`].
+/// the host only): the guess that it is the unit's fragment, and a regular
+/// file, is checked in [`finish_unit`].
 fn start_given(host_path: &Path) -> anyhow::Result<Started> {
-    start_unit(&unitfile::UnitFiles::given(host_path, None, None)?)
+    let files = unitfile::UnitFiles::given(host_path, None, None)?;
+    start_unit(&files, unitfile::FileKind::Guess)
 }
 
 /// Find the unit's files (the fragment read early is used if it is the
@@ -442,12 +441,13 @@ fn finish_unit(
         mut settings,
         mut syntax,
     } = match started {
-        Some(st) if files.as_given => st,
-        _ => start_unit(&files)?,
+        Some(st) if files.as_given && files.fragment_regular => st,
+        _ => start_unit(&files, unitfile::FileKind::listed(files.fragment_regular))?,
     };
     for d in &files.dropins {
         let within = files.root.as_deref();
-        syntax.extend(unitfile::read_one(d, within, true, |l| settings.apply(&l))?);
+        let kind = unitfile::FileKind::Regular;
+        syntax.extend(unitfile::read_one(d, within, kind, |l| settings.apply(&l))?);
     }
     settings.finish();
     file_errors(&files, &syntax, &mut settings);
@@ -630,7 +630,10 @@ fn run_scores(args: &cli::Cli, root: &Root, mut out: impl Write) -> anyhow::Resu
     let mut write_failed = None;
     std::thread::scope(|sc| {
         for _ in 1..threads.min(batches.len()) {
-            sc.spawn(|| work(&mut || ()));
+            sc.spawn(|| {
+                own_descriptors();
+                work(&mut || ())
+            });
         }
         index.put(unitfile::UnitIndex::new(root, &args.units));
         work(&mut || {
@@ -659,6 +662,20 @@ fn run_scores(args: &cli::Cli, root: &Root, mut out: impl Write) -> anyhow::Resu
     } else {
         Exit::Negative
     })
+}
+
+/// Give the calling thread a descriptor table of its own (a copy), where
+/// the files it opens and closes are no other thread's concern: with a
+/// table that is not shared, Linux takes no reference nor position lock
+/// per `read` and no shared lock per `open` and `close`, which made reading
+/// a thousand small files a tenth faster here. The thread must not use a
+/// descriptor another thread opens later (the workers of
+/// [`run_scores`] open and close their own). Best effort: should
+/// `unshare` fail, the table stays shared, which is only slower.
+fn own_descriptors() {
+    // SAFETY: unshare(CLONE_FILES) only copies this thread's table; every
+    // descriptor open now stays valid in the copy.
+    let _ = unsafe { libc::unshare(libc::CLONE_FILES) };
 }
 
 /// The batches of `--format scores` handed in by the threads.

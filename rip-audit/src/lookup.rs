@@ -171,10 +171,7 @@ impl UnitIndex {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
         let root_dir = rooted.then(|| root.join("/"));
         let within = root_dir.as_deref();
-        let mut search: Vec<Listed> = SEARCH_PATH
-            .iter()
-            .map(|d| list(root.join(d), &cwd, within))
-            .collect();
+        let mut search = list_search_path(root, &cwd, within);
         // The files' directories, each listed once, in the order of their
         // first file that exists (systemd-analyze leaves out the directory
         // of a missing file or dangling link, seen with systemd 252.39).
@@ -188,7 +185,8 @@ impl UnitIndex {
                 None => match listed.iter().position(|(q, _)| *q == p) {
                     Some(i) => i,
                     None => {
-                        listed.push((p, Some(list(p.to_path_buf(), &cwd, within))));
+                        let l = list(p.to_path_buf(), &cwd, within, &mut Vec::new());
+                        listed.push((p, Some(l)));
                         listed.len() - 1
                     }
                 },
@@ -834,11 +832,23 @@ fn add_dropins(
     }
 }
 
+/// List every directory of the search path under `root`. A directory met
+/// again under another name (Debian's `/lib` is a link to `/usr/lib`) is
+/// not read twice: [`UnitIndex::new`] drops it as a duplicate of the first.
+fn list_search_path(root: &Root, cwd: &Path, within: Option<&Path>) -> Vec<Listed> {
+    let mut seen = Vec::new();
+    SEARCH_PATH
+        .iter()
+        .map(|d| list(root.join(d), cwd, within, &mut seen))
+        .collect()
+}
+
 /// List `dir` once: its `*.d` directories and its `*.service` files and
 /// links, read with `getdents` into one buffer (nothing is allocated for
 /// an entry that is not kept). A directory that cannot be read lists as
-/// empty.
-fn list(dir: PathBuf, cwd: &Path, within: Option<&Path>) -> Listed {
+/// empty; one whose device and inode are in `seen` (already listed under
+/// another name) is opened but not read.
+fn list(dir: PathBuf, cwd: &Path, within: Option<&Path>, seen: &mut Vec<(u64, u64)>) -> Listed {
     use nix::dir::{Dir, Type};
     use nix::fcntl::OFlag;
     use nix::sys::stat::{fstat, fstatat, Mode, SFlag};
@@ -868,6 +878,12 @@ fn list(dir: PathBuf, cwd: &Path, within: Option<&Path>) -> Listed {
     };
     let fd = d.as_raw_fd();
     l.id = fstat(fd).ok().map(|st| (st.st_dev, st.st_ino));
+    if let Some(id) = l.id {
+        if seen.contains(&id) {
+            return l;
+        }
+        seen.push(id);
+    }
     for e in d.iter().flatten() {
         let name = e.file_name();
         let bytes = name.to_bytes();
