@@ -378,13 +378,15 @@ fn score_fields(
     match score {
         Some(sc) => {
             // `exposure` is score / 10 with one decimal, as serde prints it.
-            writeln!(
-                buf,
-                ",\"score\":{sc},\"exposure\":{}.{},\"label\":\"{}\"}}",
-                sc / 10,
-                sc % 10,
-                score::label(sc)
-            )?;
+            let mut digits = itoa::Buffer::new();
+            buf.extend_from_slice(b",\"score\":");
+            buf.extend_from_slice(digits.format(sc).as_bytes());
+            buf.extend_from_slice(b",\"exposure\":");
+            buf.extend_from_slice(digits.format(sc / 10).as_bytes());
+            buf.extend_from_slice(&[b'.', b'0' + (sc % 10) as u8]);
+            buf.extend_from_slice(b",\"label\":\"");
+            buf.extend_from_slice(score::label(sc).as_bytes());
+            buf.extend_from_slice(b"\"}\n");
         }
         None => buf.extend_from_slice(b",\"score\":null,\"exposure\":null,\"label\":null}\n"),
     }

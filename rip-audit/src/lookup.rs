@@ -760,7 +760,7 @@ fn normalize(p: &Path) -> PathBuf {
 /// these in every directory of the search path.
 fn dropin_dir_names(name: &str) -> Vec<String> {
     fn walk(name: &str, out: &mut Vec<String>) {
-        out.push(format!("{name}.d"));
+        out.push([name, ".d"].concat());
         let Some((stem, suffix)) = name.rfind('.').map(|i| name.split_at(i)) else {
             return;
         };
@@ -769,7 +769,7 @@ fn dropin_dir_names(name: &str) -> Vec<String> {
             None => (stem, None),
         };
         if instance.is_some() {
-            walk(&format!("{prefix}@{suffix}"), out);
+            walk(&[prefix, "@", suffix].concat(), out);
         }
         // The prefix up to its last dash (a trailing dash is chopped off
         // once first).
@@ -783,8 +783,8 @@ fn dropin_dir_names(name: &str) -> Vec<String> {
             }
         };
         match instance {
-            Some(i) => walk(&format!("{p}@{i}{suffix}"), out),
-            None => walk(&format!("{p}{suffix}"), out),
+            Some(i) => walk(&[p, "@", i, suffix].concat(), out),
+            None => walk(&[p, suffix].concat(), out),
         }
     }
     let mut out = Vec::new();
@@ -804,31 +804,42 @@ fn add_dropins(
     within: Option<&Path>,
     by_name: &mut BTreeMap<OsString, Option<PathBuf>>,
 ) {
+    use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
     // systemd 252 does not follow a drop-in directory that is a symlink;
     // the listing has only real directories.
     if !l.dropin_dirs.contains(sub) {
         return;
     }
-    let Ok(rd) = fs::read_dir(l.io.join(sub)) else {
+    use rustix::fs::{FileType, Mode, OFlags, RawDir};
+    // Opened as opendir(3) would, read with getdents into a buffer on the
+    // stack (no status, no allocation but for a name kept).
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let Ok(fd) = rustix::fs::open(l.io.join(sub), flags, Mode::empty()) else {
         return;
     };
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 8192];
+    let mut rd = RawDir::new(fd, &mut buf);
     let shown = l.dir.join(sub);
-    for e in rd.flatten() {
-        let fname = e.file_name();
-        let b = fname.as_bytes();
-        if b.starts_with(b".") || !b.ends_with(b".conf") || by_name.contains_key(&fname) {
+    while let Some(Ok(e)) = rd.next() {
+        let b = e.file_name().to_bytes();
+        if b.starts_with(b".")
+            || !b.ends_with(b".conf")
+            || by_name.contains_key(OsStr::from_bytes(b))
+        {
             continue;
         }
-        let p = shown.join(&fname);
+        let p = shown.join(OsStr::from_bytes(b));
         // The entry's type comes with the listing; only a symlink (or an
         // unknown type) needs a stat.
-        let t = match e.file_type() {
-            Ok(t) if t.is_symlink() => stat_in(within, &p).map(|m| m.file_type()),
-            t => t,
+        let regular = match e.file_type() {
+            FileType::RegularFile => true,
+            FileType::Symlink | FileType::Unknown => {
+                stat_in(within, &p).is_ok_and(|m| m.file_type().is_file())
+            }
+            _ => false,
         };
-        let regular = t.is_ok_and(|t| t.is_file());
-        by_name.insert(fname, regular.then_some(p));
+        by_name.insert(OsStr::from_bytes(b).to_owned(), regular.then_some(p));
     }
 }
 
