@@ -657,7 +657,8 @@ enum Kind<'a> {
 /// and `:-_.\@`, a prefix before any `@`.
 fn kind(name: &str) -> Option<Kind<'_>> {
     let stem = name.strip_suffix(".service")?;
-    let ok = |c: u8| c.is_ascii_alphanumeric() || b":-_.\\@".contains(&c);
+    let ok =
+        |c: u8| c.is_ascii_alphanumeric() || matches!(c, b':' | b'-' | b'_' | b'.' | b'\\' | b'@');
     if name.len() >= 256 || stem.is_empty() || !stem.bytes().all(ok) {
         return None;
     }

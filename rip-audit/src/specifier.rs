@@ -179,6 +179,10 @@ pub fn expand<'a>(
 /// The name systemd-analyze gives a unit file: a template (`x@.service`)
 /// is analysed as the instance `x@i.service`.
 pub fn instantiated(unit: &str) -> Cow<'_, str> {
+    // Most names have no `@` at all: no substring search for them.
+    if !unit.as_bytes().contains(&b'@') {
+        return Cow::Borrowed(unit);
+    }
     match unit.split_once("@.") {
         Some((t, suffix)) if !suffix.contains(['@', '.']) => Cow::Owned(format!("{t}@i.{suffix}")),
         _ => Cow::Borrowed(unit),
