@@ -420,11 +420,12 @@ fn start_unit(files: &unitfile::UnitFiles, kind: unitfile::FileKind) -> anyhow::
 }
 
 /// Read and apply the file given, before the search path is indexed (on
-/// the host only): the guess that it is the unit's fragment, and a regular
-/// file, is checked in [`finish_unit`].
+/// the host only): the guess that it is the unit's fragment is checked in
+/// [`finish_unit`]. Its status is checked before it is read (it may be a
+/// FIFO or a device, which must not be read).
 fn start_given(host_path: &Path) -> anyhow::Result<Started> {
     let files = unitfile::UnitFiles::given(host_path, None, None)?;
-    start_unit(&files, unitfile::FileKind::Guess)
+    start_unit(&files, unitfile::FileKind::Unknown)
 }
 
 /// Find the unit's files (the fragment read early is used if it is the
@@ -443,7 +444,7 @@ fn finish_unit(
         mut settings,
         mut syntax,
     } = match started {
-        Some(st) if files.as_given && files.fragment_regular => st,
+        Some(st) if files.as_given => st,
         _ => start_unit(&files, unitfile::FileKind::listed(files.fragment_regular))?,
     };
     for d in &files.dropins {
@@ -919,5 +920,36 @@ fn unit_path(args: &cli::Cli, root: &Root, r: &rip_core::Record) -> PathBuf {
         Some(p) if Path::new(p).starts_with(root.dir()) && !root.is_host() => PathBuf::from(p),
         Some(p) => root.join(p),
         None => root.join(args.unit_dir.join(format!("{}.service", r.spec.name))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// Red-team: the early read of a file given (before the listing says
+    /// what it is) must not read from a FIFO: it once took a writer's data
+    /// meant for another reader. Its status is checked first.
+    #[test]
+    fn early_read_of_a_fifo_leaves_its_data() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.service");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // Both ends held here: opening never blocks, and the data stays.
+        let mut ends = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        ends.write_all(b"secret\n").unwrap();
+
+        assert!(start_given(&fifo).is_err());
+
+        let mut got = [0u8; 16];
+        let n = ends.read(&mut got).unwrap();
+        assert_eq!(&got[..n], b"secret\n");
     }
 }

@@ -385,12 +385,9 @@ pub enum FileKind {
     /// Listed as a regular file: a short read is its end.
     Regular,
     /// Not known to be one (a link, a file not listed): its status is
-    /// checked first.
+    /// checked before anything is read, so that nothing is read from a
+    /// FIFO or a device.
     Unknown,
-    /// Taken for a regular file before the listing can tell: read with
-    /// one `read`, and given up when that fills the buffer. The caller
-    /// keeps what was read only if the listing then shows a regular file.
-    Guess,
 }
 
 impl FileKind {
@@ -438,10 +435,7 @@ pub fn read_one(
 /// regular file: a character device (a unit masked with a link to
 /// /dev/null) reads as empty, as systemd takes it for an empty (masked)
 /// file, and anything else (a FIFO, a socket) is an error rather than a
-/// read that never ends. A [guessed](FileKind::Guess) file gets one read,
-/// which must not fill the buffer (else an error): at most one read of
-/// something that turns out not to be a regular file, whose bytes the
-/// caller then drops.
+/// read that never ends.
 pub fn read_file(
     path: &Path,
     within: Option<&Path>,
@@ -484,14 +478,9 @@ pub fn read_file(
             Err(e) => return Err(e),
         };
         len += n;
-        let regular = kind != FileKind::Unknown;
+        let regular = kind == FileKind::Regular;
         if n == 0 || (n < want && (regular || size == Some(len as u64))) {
             return Ok(len);
-        }
-        if kind == FileKind::Guess {
-            return Err(std::io::Error::other(
-                "more than one read: left to the listing",
-            ));
         }
     }
 }
