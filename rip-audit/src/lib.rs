@@ -401,10 +401,10 @@ struct Started {
     syntax: Vec<unitfile::SyntaxIssue>,
 }
 
-/// Read and apply the fragment of `files`, known to be a file of `kind`
-/// (a regular file is read without the final read for EOF; nothing is read
-/// for a unit systemd does not find).
-fn start_unit(files: &unitfile::UnitFiles, kind: unitfile::FileKind) -> anyhow::Result<Started> {
+/// Read and apply the fragment of `files` (a regular file is read without
+/// the final read for EOF; nothing is read for a unit systemd does not
+/// find).
+fn start_unit(files: &unitfile::UnitFiles) -> anyhow::Result<Started> {
     let (name, host_path) = (files.name.as_str(), files.fragment.as_path());
     // Lines go straight into the settings: nothing is kept for a lint.
     let mut settings = Box::new(model::Settings::new(name));
@@ -412,7 +412,9 @@ fn start_unit(files: &unitfile::UnitFiles, kind: unitfile::FileKind) -> anyhow::
     settings.fragment = Some(std::sync::Arc::from(host_path));
     let syntax = if files.not_found.is_none() {
         let within = files.root.as_deref();
-        unitfile::read_one(host_path, within, kind, |l| settings.apply(&l))?
+        unitfile::read_one(host_path, within, files.fragment_regular, |l| {
+            settings.apply(&l)
+        })?
     } else {
         Vec::new()
     };
@@ -421,11 +423,10 @@ fn start_unit(files: &unitfile::UnitFiles, kind: unitfile::FileKind) -> anyhow::
 
 /// Read and apply the file given, before the search path is indexed (on
 /// the host only): the guess that it is the unit's fragment is checked in
-/// [`finish_unit`]. Its status is checked before it is read (it may be a
-/// FIFO or a device, which must not be read).
+/// [`finish_unit`]. Not known to be a regular file, it has its status
+/// checked before it is read (a FIFO or a device is never read).
 fn start_given(host_path: &Path) -> anyhow::Result<Started> {
-    let files = unitfile::UnitFiles::given(host_path, None, None)?;
-    start_unit(&files, unitfile::FileKind::Unknown)
+    start_unit(&unitfile::UnitFiles::given(host_path, None, None)?)
 }
 
 /// Find the unit's files (the fragment read early is used if it is the
@@ -445,12 +446,11 @@ fn finish_unit(
         mut syntax,
     } = match started {
         Some(st) if files.as_given => st,
-        _ => start_unit(&files, unitfile::FileKind::listed(files.fragment_regular))?,
+        _ => start_unit(&files)?,
     };
     for d in &files.dropins {
         let within = files.root.as_deref();
-        let kind = unitfile::FileKind::Regular;
-        syntax.extend(unitfile::read_one(d, within, kind, |l| settings.apply(&l))?);
+        syntax.extend(unitfile::read_one(d, within, true, |l| settings.apply(&l))?);
     }
     settings.finish();
     file_errors(&files, &syntax, &mut settings);

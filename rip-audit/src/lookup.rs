@@ -805,6 +805,7 @@ fn add_dropins(
     within: Option<&Path>,
     by_name: &mut BTreeMap<OsString, Option<PathBuf>>,
 ) {
+    use rustix::fs::{FileType, Mode, OFlags, RawDir};
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
     // systemd 252 does not follow a drop-in directory that is a symlink;
@@ -812,7 +813,6 @@ fn add_dropins(
     if !l.dropin_dirs.contains(sub) {
         return;
     }
-    use rustix::fs::{FileType, Mode, OFlags, RawDir};
     // Opened as opendir(3) would, read with getdents into a buffer on the
     // stack (no status, no allocation but for a name kept).
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NONBLOCK;
@@ -824,13 +824,11 @@ fn add_dropins(
     let shown = l.dir.join(sub);
     while let Some(Ok(e)) = rd.next() {
         let b = e.file_name().to_bytes();
-        if b.starts_with(b".")
-            || !b.ends_with(b".conf")
-            || by_name.contains_key(OsStr::from_bytes(b))
-        {
+        let name = OsStr::from_bytes(b);
+        if b.starts_with(b".") || !b.ends_with(b".conf") || by_name.contains_key(name) {
             continue;
         }
-        let p = shown.join(OsStr::from_bytes(b));
+        let p = shown.join(name);
         // The entry's type comes with the listing; only a symlink (or an
         // unknown type) needs a stat.
         let regular = match e.file_type() {
@@ -840,7 +838,7 @@ fn add_dropins(
             }
             _ => false,
         };
-        by_name.insert(OsStr::from_bytes(b).to_owned(), regular.then_some(p));
+        by_name.insert(name.to_owned(), regular.then_some(p));
     }
 }
 

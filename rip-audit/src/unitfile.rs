@@ -371,45 +371,21 @@ pub fn read_each(
         return Ok(Vec::new());
     }
     let within = files.root.as_deref();
-    let kind = FileKind::listed(files.fragment_regular);
-    let mut issues = read_one(&files.fragment, within, kind, &mut each)?;
+    let mut issues = read_one(&files.fragment, within, files.fragment_regular, &mut each)?;
     for d in &files.dropins {
-        issues.extend(read_one(d, within, FileKind::Regular, &mut each)?);
+        issues.extend(read_one(d, within, true, &mut each)?);
     }
     Ok(issues)
 }
 
-/// What is known of a file before it is read (see [`read_file`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
-    /// Listed as a regular file: a short read is its end.
-    Regular,
-    /// Not known to be one (a link, a file not listed): its status is
-    /// checked before anything is read, so that nothing is read from a
-    /// FIFO or a device.
-    Unknown,
-}
-
-impl FileKind {
-    /// [`FileKind::Regular`] for a file listed as regular, else
-    /// [`FileKind::Unknown`].
-    pub fn listed(regular: bool) -> Self {
-        if regular {
-            FileKind::Regular
-        } else {
-            FileKind::Unknown
-        }
-    }
-}
-
 /// Read and parse one file (a fragment or a drop-in; `within` a root, see
 /// [`open_in`]), handing each assignment to `each`; returns the syntax
-/// issues. A file known or guessed to be regular is read without the final
-/// read for EOF (see [`read_file`]).
+/// issues. A `regular` file is read without the final read for EOF (see
+/// [`read_file`]).
 pub fn read_one(
     f: &Path,
     within: Option<&Path>,
-    kind: FileKind,
+    regular: bool,
     mut each: impl FnMut(Line<'_>),
 ) -> anyhow::Result<Vec<SyntaxIssue>> {
     thread_local! {
@@ -417,7 +393,8 @@ pub fn read_one(
         static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
     BUF.with_borrow_mut(|buf| {
-        let len = read_file(f, within, buf, kind).with_context(|| format!("cannot read {f:?}"))?;
+        let len =
+            read_file(f, within, buf, regular).with_context(|| format!("cannot read {f:?}"))?;
         Ok(parse_ini_with(&buf[..len], &Arc::from(f), &mut each))
     })
 }
@@ -425,22 +402,22 @@ pub fn read_one(
 /// Read a whole file (see [`open_in`] for `within`) into the start of
 /// `buf`, a buffer kept initialised
 /// and reused across calls (grown when a file fills it); returns the
-/// length read. One open, read and close per file: for a file listed as
-/// [regular](FileKind::Regular) a short read is its end (Linux reads
-/// regular files in full up to EOF), so the extra read that would return 0
-/// is skipped; anything else (a symlink, a file not listed) is read until a
-/// read returns 0, or until a short read that reaches the size `fstat`
-/// gives when that shows a regular file (a file of /proc shows size 0 and
-/// is read to the end). The file is opened without blocking and must be a
-/// regular file: a character device (a unit masked with a link to
-/// /dev/null) reads as empty, as systemd takes it for an empty (masked)
-/// file, and anything else (a FIFO, a socket) is an error rather than a
-/// read that never ends.
+/// length read. One open, read and close per file: for a `regular` file a
+/// short read is its end (Linux reads regular files in full up to EOF), so
+/// the extra read that would return 0 is skipped; anything else (a
+/// symlink, a file not listed) has its status checked before anything is
+/// read, and is read until a read returns 0, or until a short read that
+/// reaches the size `fstat` gives when that shows a regular file (a file
+/// of /proc shows size 0 and is read to the end). The file is opened
+/// without blocking and must be a regular file: a character device (a unit
+/// masked with a link to /dev/null) reads as empty, as systemd takes it
+/// for an empty (masked) file, and anything else (a FIFO, a socket) is an
+/// error, never read.
 pub fn read_file(
     path: &Path,
     within: Option<&Path>,
     buf: &mut Vec<u8>,
-    kind: FileKind,
+    regular: bool,
 ) -> std::io::Result<usize> {
     use std::os::unix::fs::FileTypeExt;
     if buf.len() < 16 * 1024 {
@@ -450,7 +427,7 @@ pub fn read_file(
     // A regular file opened through a link: a short read that brought it
     // to the size its status gave is its end too.
     let mut size = None;
-    if kind == FileKind::Unknown {
+    if !regular {
         let m = f.metadata()?;
         let t = m.file_type();
         if t.is_file() {
@@ -478,7 +455,6 @@ pub fn read_file(
             Err(e) => return Err(e),
         };
         len += n;
-        let regular = kind == FileKind::Regular;
         if n == 0 || (n < want && (regular || size == Some(len as u64))) {
             return Ok(len);
         }
