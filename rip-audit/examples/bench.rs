@@ -13,6 +13,12 @@
 //! three alike). Min and median are shown. The outputs compared come from
 //! one more, untimed, run of each command.
 //!
+//! A last row times the `io_floor` example (built next to this one), which
+//! opens, reads and closes the same files and lists the same directories
+//! as the lean mode, on as many threads, and parses nothing: how much of
+//! the lean mode's time is file-system work that any tool reading these
+//! files pays.
+//!
 //! cargo build --release -p rip-audit --bins --examples
 //! target/release/examples/bench [N] [RUNS] [path/to/rip-audit]
 //!
@@ -108,10 +114,23 @@ fn main() {
         c
     };
 
+    let floor = std::env::current_exe().unwrap().with_file_name("io_floor");
+    let floor_cmd = || {
+        let mut c = Command::new(&floor);
+        c.args(&files);
+        c
+    };
+
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let cmds: [&dyn Fn() -> Command; 3] = [&sd_cmd, &full_cmd, &lean_cmd];
+    let mut cmds: Vec<&dyn Fn() -> Command> = vec![&sd_cmd, &full_cmd, &lean_cmd];
+    if floor.exists() {
+        cmds.push(&floor_cmd);
+    }
     // times[way][command]: back to back, then interleaved.
-    let mut times: [[Vec<Duration>; 3]; 2] = Default::default();
+    let mut times: [Vec<Vec<Duration>>; 2] = Default::default();
+    for way in &mut times {
+        way.resize(cmds.len(), Vec::new());
+    }
     for (k, cmd) in cmds.iter().enumerate() {
         for _ in 0..2 {
             timed(&mut cmd());
@@ -177,14 +196,13 @@ fn main() {
     println!("{:<28}{:>28}{:>28}", "", "back to back", "interleaved");
     let [back, inter] = &mut times;
     let sd = [stats(&mut back[0]), stats(&mut inter[0])];
-    for (k, name) in [
+    let names = [
         "systemd-analyze",
         "rip-audit (full JSON)",
         "rip-audit --format scores",
-    ]
-    .iter()
-    .enumerate()
-    {
+        "I/O floor (io_floor)",
+    ];
+    for (k, name) in names.iter().take(cmds.len()).enumerate() {
         let mut line = format!("{name:<28}");
         for (w, way) in [&mut *back, &mut *inter].into_iter().enumerate() {
             let (min, med) = stats(&mut way[k]);
